@@ -1,0 +1,295 @@
+/**
+ * mmp: a self-hosted video-processing service and its client, in one entry point.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { extname, resolve } from "node:path";
+import { ConnectionError, type JobResult, runJob, ServerError } from "./src/client/client.ts";
+import { createReporter } from "./src/cli/progress.ts";
+import { formatBytes, parseDuration, parseSize } from "./src/cli/units.ts";
+import { CLIENT_VERBS, type ClientVerb, type OptionValues, UsageError } from "./src/cli/verbs.ts";
+import { ToolMissingError } from "./src/media/ffmpeg.ts";
+import { defaultJobs, defaultStorageDir, serve } from "./src/server/server.ts";
+
+const EXIT_OK = 0;
+const EXIT_SERVER_ERROR = 1;
+const EXIT_USAGE = 2;
+const EXIT_CONNECTION = 3;
+
+const CLIENT_OPTIONS_HELP = `Common options:
+  --server HOST:PORT  server to use (default: env MMP_SERVER, else 127.0.0.1:9000)
+  --output PATH       where to write the result (default: beside the input, new extension)
+  --force             replace an existing output file
+  --poll DURATION     status poll interval, e.g. 5s, 2m (default 60s)
+  --bind ADDRESS      local address to connect from, e.g. 127.0.0.2
+  --json              print one JSON line with the outcome (for scripts)
+  --quiet             print nothing but errors
+  --help              show this help`;
+
+function mainHelp(): string {
+  const verbs = [...CLIENT_VERBS.values()].map((v) => `  ${v.name.padEnd(10)}${v.summary}`);
+  return `mmp — a self-hosted video-processing service
+
+Usage:
+  mmp serve [options]            run the service
+  mmp <verb> FILE [options]      send a job to a server
+
+Verbs:
+  serve     Run the server
+${verbs.join("\n")}
+
+Exit codes: 0 done, 1 the server reported an error, 2 usage error, 3 connection failed.
+Run "mmp <verb> --help" for a verb's options.`;
+}
+
+const SERVE_HELP = `Usage: mmp serve [options]
+
+  --host HOST           address to listen on (default 0.0.0.0)
+  --port PORT           TCP port, 0 for any free one (default 9000)
+  --storage DIR         directory for temporary files (default ${defaultStorageDir()})
+  --max-storage SIZE    quota for files in flight: bytes, 200MB, 4TB, 4TiB (default 4TB)
+  --jobs N              ffmpeg jobs at once (default ${defaultJobs()} here: half the cores)
+  --idle-timeout SECS   close uploads that stall this long (default 60)
+  --ffmpeg PATH         ffmpeg to use, ffprobe beside it (default env MMP_FFMPEG, else PATH)
+  --help                show this help
+
+Example: mmp serve --port 9000 --max-storage 500GB`;
+
+function verbHelp(verb: ClientVerb): string {
+  return `Usage: mmp ${verb.name} FILE [options]
+
+${verb.summary}.
+
+${verb.optionsHelp}
+
+${CLIENT_OPTIONS_HELP}
+
+Example: ${verb.example}`;
+}
+
+/** Prints the message and exits: the CLI's one exit point for failures. */
+function error(code: number, message: string): never {
+  console.error(`mmp: ${message}`);
+  Deno.exit(code);
+}
+
+interface ParsedArgs {
+  values: OptionValues;
+  positionals: string[];
+}
+
+function parseOrUsage(args: string[], strings: string[], booleans: string[]): ParsedArgs {
+  const options: Record<string, { type: "string" | "boolean" }> = {};
+  for (const name of strings) options[name] = { type: "string" };
+  for (const name of booleans) options[name] = { type: "boolean" };
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
+    return { values: values as OptionValues, positionals };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** A string option's value. */
+function text(values: OptionValues, name: string): string | undefined {
+  const value = values[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+/** A boolean option's value. */
+function flag(values: OptionValues, name: string): boolean {
+  return values[name] === true;
+}
+
+/** `{ key: value }`, or nothing when the value is missing (for exact optional properties). */
+function defined<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return value === undefined ? {} : { [key]: value } as { [P in K]?: V };
+}
+
+function parseNumber(text: string | undefined, name: string, min: number, max: number) {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function sizeOption(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseSize(text);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+async function runServe(args: string[]): Promise<number> {
+  const { values, positionals } = parseOrUsage(
+    args,
+    ["host", "port", "storage", "max-storage", "jobs", "idle-timeout", "ffmpeg"],
+    ["help"],
+  );
+  if (flag(values, "help")) return console.log(SERVE_HELP), EXIT_OK;
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
+  const server = await serve({
+    ...defined("hostname", text(values, "host")),
+    port: parseNumber(text(values, "port"), "port", 0, 65535) ?? 9000,
+    ...defined("storageDir", text(values, "storage")),
+    maxStorage: sizeOption(text(values, "max-storage")) ?? 4e12,
+    jobs: parseNumber(text(values, "jobs"), "jobs", 1, 1024) ?? defaultJobs(),
+    idleTimeoutSeconds: parseNumber(text(values, "idle-timeout"), "idle-timeout", 1, 86400) ?? 60,
+    ...defined("ffmpeg", text(values, "ffmpeg")),
+  });
+  const stop = () => {
+    console.error("mmp: stopping: cancelling jobs and deleting their files");
+    server.shutdown();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  console.log(`mmp listening on ${server.addr.hostname}:${server.addr.port}`);
+  await server.finished;
+  Deno.removeSignalListener("SIGINT", stop);
+  Deno.removeSignalListener("SIGTERM", stop);
+  return EXIT_OK;
+}
+
+function parseServer(text: string): { hostname: string; port: number } {
+  const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || port < 1 || port > 65535) {
+    throw new UsageError(`--server must be HOST:PORT, got "${text}"`);
+  }
+  return { hostname: match[1]!, port };
+}
+
+function defaultOutput(input: string, extension: string): string {
+  const base = input.slice(0, input.length - extname(input).length);
+  const output = `${base}.${extension}`;
+  return resolve(output) === resolve(input) ? `${base}.out.${extension}` : output;
+}
+
+function describeResult(result: JobResult): string {
+  const ratio = Number(result.stats.input_bytes) > 0
+    ? ` (${Math.round((result.size / Number(result.stats.input_bytes)) * 100)}% of the input)`
+    : "";
+  return `wrote ${result.output}: ${formatBytes(result.size)}${ratio}`;
+}
+
+async function runClientVerb(verb: ClientVerb, args: string[]): Promise<number> {
+  const { values, positionals } = parseOrUsage(
+    args,
+    [...verb.options, "server", "output", "poll", "bind"],
+    ["help", "json", "quiet", "force"],
+  );
+  if (flag(values, "help")) return console.log(verbHelp(verb)), EXIT_OK;
+  if (positionals.length !== 1) {
+    throw new UsageError(`Give exactly one input file: ${verb.example}`);
+  }
+  const input = positionals[0]!;
+  const { request, extension } = verb.build(values);
+  const server = parseServer(
+    text(values, "server") ?? Deno.env.get("MMP_SERVER") ?? "127.0.0.1:9000",
+  );
+  let pollMs: number;
+  try {
+    pollMs = parseDuration(text(values, "poll") ?? "60s");
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (pollMs < 100) throw new UsageError("--poll must be at least 100ms");
+  const output = text(values, "output") ?? defaultOutput(input, extension);
+  if (resolve(output) === resolve(input)) {
+    throw new UsageError("--output must not be the input file");
+  }
+  try {
+    await Deno.stat(input);
+  } catch {
+    throw new UsageError(`Cannot read input file: ${input}`);
+  }
+
+  const quiet = flag(values, "quiet") || flag(values, "json");
+  const reporter = createReporter({
+    tty: Deno.stderr.isTerminal(),
+    write: (text) => Deno.stderr.writeSync(new TextEncoder().encode(text)),
+  });
+  const cancel = new AbortController();
+  const onSigint = () => cancel.abort();
+  Deno.addSignalListener("SIGINT", onSigint);
+  try {
+    const result = await runJob({
+      ...server,
+      ...defined("localAddress", text(values, "bind")),
+      request,
+      input,
+      output,
+      force: flag(values, "force"),
+      pollMs,
+      signal: cancel.signal,
+      ...!quiet && { onEvent: reporter.onEvent },
+    });
+    reporter.end();
+    if (flag(values, "json")) console.log(JSON.stringify({ ok: true, ...result }));
+    else if (!quiet) console.error(describeResult(result));
+    return EXIT_OK;
+  } catch (err) {
+    reporter.end();
+    return reportClientError(err, flag(values, "json"));
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+  }
+}
+
+function reportClientError(err: unknown, json: boolean): number {
+  if (err instanceof Deno.errors.AlreadyExists) throw new UsageError(err.message);
+  if (err instanceof ServerError) {
+    if (json) {
+      console.log(JSON.stringify({
+        ok: false,
+        code: err.code,
+        description: err.message,
+        solution: err.solution,
+      }));
+    } else {
+      console.error(`mmp: server error ${err.code}: ${err.message}\n  solution: ${err.solution}`);
+    }
+    return EXIT_SERVER_ERROR;
+  }
+  if (err instanceof ConnectionError) {
+    if (json) {
+      console.log(JSON.stringify({ ok: false, code: "CONNECTION", description: err.message }));
+    } else console.error(`mmp: ${err.message}`);
+    return EXIT_CONNECTION;
+  }
+  throw err;
+}
+
+/** Runs the CLI with `args` and returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [verbName, ...rest] = args;
+  if (verbName === undefined || verbName === "help" || verbName === "--help" || verbName === "-h") {
+    console.log(mainHelp());
+    return verbName === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  if (verbName === "serve") return await runServe(rest);
+  const verb = CLIENT_VERBS.get(verbName);
+  if (!verb) throw new UsageError(`Unknown verb "${verbName}": run "mmp --help"`);
+  return await runClientVerb(verb, rest);
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (err) {
+    if (err instanceof UsageError) error(EXIT_USAGE, err.message);
+    if (err instanceof ToolMissingError) error(EXIT_USAGE, err.message);
+    if (err instanceof Deno.errors.AddrInUse) error(EXIT_USAGE, `Cannot listen: ${err.message}`);
+    error(EXIT_SERVER_ERROR, (err as Error).stack ?? String(err));
+  }
+}
