@@ -98,9 +98,10 @@ class Session {
       if (err instanceof ClientGone || isDisconnect(err)) outcome = "client disconnected";
       else outcome = await this.#reportError(err);
     } finally {
-      await this.#cleanUp();
+      await this.#releaseJob();
+      this.#close();
     }
-    if (!this.#holdsIp && !this.#request && outcome === "ok") return;
+    if (!this.#request && this.#payloadSize === 0 && outcome === "ok") return;
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     this.#ctx.log(
       `job ${this.#job?.id ?? "-"} ${this.#ip} ${this.#request?.op ?? "-"} ` +
@@ -249,6 +250,7 @@ class Session {
     } catch {
       throw new ClientGone(); // mid-payload: an error frame now would corrupt the stream
     }
+    await this.#releaseJob();
     await this.#linger();
   }
 
@@ -257,6 +259,7 @@ class Session {
     const { frame, detail } = toErrorReport(err);
     if (detail) this.#ctx.log(`error detail (${this.#ip}): ${detail}`);
     this.#finished = true;
+    await this.#releaseJob();
     try {
       await this.#writes;
       await writeFrame(this.#conn, frame);
@@ -272,7 +275,9 @@ class Session {
   async #linger(): Promise<void> {
     this.#conn.closeWrite();
     const deadline = performance.now() + LINGER_MS;
-    const timer = setTimeout(() => this.#conn.close(), LINGER_MS);
+    const stop = () => this.#close();
+    const timer = setTimeout(stop, LINGER_MS);
+    this.#ctx.signal.addEventListener("abort", stop, { once: true });
     try {
       while (performance.now() < deadline) {
         if ((await this.#conn.read(new Uint8Array(65536))) === null) break;
@@ -284,7 +289,8 @@ class Session {
     }
   }
 
-  async #cleanUp(): Promise<void> {
+  /** Ends the job and frees everything it held: ffmpeg, files, quota, the IP's slot. Idempotent. */
+  async #releaseJob(): Promise<void> {
     if (this.#job && this.#job.state !== "finished") {
       this.#ctx.queue.cancel(this.#job, new ClientGone());
     }
@@ -292,6 +298,10 @@ class Session {
     await this.#files?.[Symbol.asyncDispose]();
     this.#reservation?.[Symbol.dispose]();
     if (this.#holdsIp) this.#ctx.busyIps.delete(this.#ip);
+    this.#holdsIp = false;
+  }
+
+  #close(): void {
     this.#source[Symbol.dispose]();
     try {
       this.#conn.close();

@@ -1,0 +1,176 @@
+/** Helpers for end-to-end tests: generated media, a real server on port 0, raw MMP connections. */
+import { join } from "node:path";
+import { type MmpServer, serve, type ServeOptions } from "../src/server/server.ts";
+import { type ClientConn, connectTo } from "../src/client/socket.ts";
+import { type FrameHead, FrameReader } from "../src/protocol/frame_reader.ts";
+import { writeAll } from "../src/protocol/frame_writer.ts";
+import { encodeFrameHead } from "../src/protocol/frame.ts";
+import { type MediaInfo, probe } from "../src/media/probe.ts";
+
+/** Options of {@linkcode makeMedia}. */
+export interface MediaSpec {
+  /** Seconds. Default 2. */
+  duration?: number;
+  /** `WxH`. Default 320x240. */
+  size?: string;
+  /** Frame rate. Default 25. */
+  rate?: number;
+  /** Include a sine sound track. Default true. */
+  audio?: boolean;
+  /** Include video. Default true. */
+  video?: boolean;
+  /** ffmpeg output options for codecs. Default H.264 ultrafast + AAC. */
+  codecArgs?: string[];
+}
+
+/** Writes a generated clip (lavfi `testsrc2` + `sine`) to `path`; the extension picks the container. */
+export async function makeMedia(path: string, spec: MediaSpec = {}): Promise<string> {
+  const duration = spec.duration ?? 2;
+  const args = ["-hide_banner", "-loglevel", "error", "-y"];
+  if (spec.video !== false) {
+    args.push(
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=size=${spec.size ?? "320x240"}:rate=${spec.rate ?? 25}:duration=${duration}`,
+    );
+  }
+  if (spec.audio !== false) {
+    args.push("-f", "lavfi", "-i", `sine=frequency=440:sample_rate=44100:duration=${duration}`);
+  }
+  const codecs = spec.codecArgs ??
+    ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"];
+  args.push(...codecs, path);
+  const { success, stderr } = await new Deno.Command("ffmpeg", {
+    args,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(`ffmpeg failed: ${new TextDecoder().decode(stderr)}`);
+  return path;
+}
+
+/** ffprobe's view of a file. */
+export function probeFile(path: string): Promise<MediaInfo> {
+  return probe(path, { ffprobe: "ffprobe" });
+}
+
+/** A server for one test, with its own storage directory and captured log. */
+export interface TestServer extends AsyncDisposable {
+  server: MmpServer;
+  port: number;
+  storageDir: string;
+  logs: string[];
+}
+
+/** Starts a real server on 127.0.0.1, port 0, with its own temporary storage. */
+export async function startServer(options: ServeOptions = {}): Promise<TestServer> {
+  const storageDir = await Deno.makeTempDir({ prefix: "mmp-test-storage-" });
+  const logs: string[] = [];
+  const server = await serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    storageDir,
+    idleTimeoutSeconds: 10,
+    log: (line) => logs.push(line),
+    ...options,
+  });
+  return {
+    server,
+    port: server.addr.port,
+    storageDir,
+    logs,
+    async [Symbol.asyncDispose]() {
+      await server.shutdown();
+      await Deno.remove(storageDir, { recursive: true });
+    },
+  };
+}
+
+/** Names of the files in a directory. */
+export async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
+
+/** Waits (bounded) until `check` holds; returns whether it did. */
+export async function eventually(check: () => boolean | Promise<boolean>, ms = 5000) {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return await check();
+}
+
+/** Waits until the server's storage holds no file; returns what is left. */
+export async function storageSettles(dir: string, ms = 5000): Promise<string[]> {
+  await eventually(async () => (await listDir(dir)).length === 0, ms);
+  return await listDir(dir);
+}
+
+/** A raw MMP connection for tests that need to misbehave or look at single frames. */
+export class RawClient implements Disposable {
+  readonly conn: ClientConn;
+  readonly reader: FrameReader;
+
+  private constructor(conn: ClientConn) {
+    this.conn = conn;
+    this.reader = new FrameReader(conn, { bufferSize: 1 << 16 });
+  }
+
+  static async open(port: number, localAddress?: string): Promise<RawClient> {
+    return new RawClient(
+      await connectTo({
+        hostname: "127.0.0.1",
+        port,
+        ...(localAddress === undefined ? {} : { localAddress }),
+      }),
+    );
+  }
+
+  /** Sends bytes as they are. */
+  send(bytes: Uint8Array): Promise<void> {
+    return writeAll(this.conn, bytes);
+  }
+
+  /** Sends a frame head announcing `payloadSize` payload bytes (which the test sends, or not). */
+  sendHead(json: Record<string, unknown>, mediaType = "", payloadSize = 0): Promise<void> {
+    return this.send(encodeFrameHead(json, mediaType, payloadSize));
+  }
+
+  /** The next frame's head; the payload, if any, is left on the wire. */
+  async nextFrame(): Promise<FrameHead | null> {
+    return await this.reader.readFrameHead();
+  }
+
+  [Symbol.dispose](): void {
+    try {
+      this.conn.close();
+    } catch { /* closed already */ }
+  }
+}
+
+/** PIDs of ffmpeg processes started by this test process. */
+export async function ffmpegChildren(): Promise<string[]> {
+  const { stdout } = await new Deno.Command("pgrep", {
+    args: ["-P", String(Deno.pid), "ffmpeg"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(stdout).split("\n").filter(Boolean);
+}
+
+/** A temporary directory for one test's media, removed on dispose. */
+export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "mmp-test-" });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
+  };
+}
+
+export { join };

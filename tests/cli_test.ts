@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { join, listDir, makeMedia, probeFile, startServer, tempDir } from "./_helpers.ts";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write", "--allow-run", "--allow-env"];
+
+interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `mmp ARGS` the way a user would, through `deno run main.ts`. */
+export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PERMISSIONS, MAIN, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code, stdout: decode(stdout), stderr: decode(stderr) };
+}
+
+Deno.test("mmp convert --to mp3 writes a valid MP3 beside the input", async () => {
+  await using dir = await tempDir();
+  await using srv = await startServer();
+  const input = await makeMedia(join(dir.path, "talk.mp4"), { duration: 2 });
+  const run = await runCli(["convert", input, "--to", "mp3", "--server", `127.0.0.1:${srv.port}`]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /upload\s+100%/);
+  assert.match(run.stderr, /wrote .*talk\.mp3/);
+  const info = await probeFile(join(dir.path, "talk.mp3"));
+  assert.equal(info.streams[0]?.codec, "mp3");
+  assert.deepEqual(await listDir(dir.path), ["talk.mp3", "talk.mp4"]);
+});
+
+Deno.test("mmp convert refuses to overwrite without --force and --json reports the outcome", async () => {
+  await using dir = await tempDir();
+  await using srv = await startServer();
+  const input = await makeMedia(join(dir.path, "a.mp4"));
+  const output = join(dir.path, "out.mp3");
+  await Deno.writeTextFile(output, "keep me");
+  const server = ["--server", `127.0.0.1:${srv.port}`];
+  const refused = await runCli(["convert", input, "--to", "mp3", "--output", output, ...server]);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /--force/);
+  assert.equal(await Deno.readTextFile(output), "keep me");
+  const forced = await runCli([
+    "convert",
+    input,
+    "--to",
+    "mp3",
+    "--output",
+    output,
+    "--force",
+    "--json",
+    ...server,
+  ]);
+  assert.equal(forced.code, 0, forced.stderr);
+  const outcome = JSON.parse(forced.stdout.trim());
+  assert.equal(outcome.ok, true);
+  assert.equal(outcome.output, output);
+  assert.equal((await probeFile(output)).streams[0]?.codec, "mp3");
+});
+
+Deno.test("a server error exits 1 and prints code, description and solution", async () => {
+  await using dir = await tempDir();
+  await using srv = await startServer();
+  const input = await makeMedia(join(dir.path, "silent.mp4"), { audio: false });
+  const run = await runCli(["convert", input, "--to", "mp3"], {
+    MMP_SERVER: `127.0.0.1:${srv.port}`,
+  });
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /NO_AUDIO/);
+  assert.match(run.stderr, /no audio track/);
+  assert.match(run.stderr, /solution: .+/);
+  assert.deepEqual(await listDir(dir.path), ["silent.mp4"]);
+});
+
+Deno.test("usage errors exit 2, connection failures exit 3, --help exits 0", async (t) => {
+  await using dir = await tempDir();
+  const input = await makeMedia(join(dir.path, "a.mp4"), { duration: 1 });
+  await t.step("--help on every verb", async () => {
+    for (const args of [["--help"], ["serve", "--help"], ["convert", "--help"]]) {
+      const run = await runCli(args);
+      assert.equal(run.code, 0, args.join(" "));
+      assert.match(run.stdout, /Usage/);
+    }
+  });
+  await t.step("unknown format", async () => {
+    const run = await runCli(["convert", input, "--to", "flac"]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /Cannot convert to "flac"/);
+  });
+  await t.step("missing input file", async () => {
+    const run = await runCli(["convert", join(dir.path, "nope.mp4"), "--to", "mp3"]);
+    assert.equal(run.code, 2);
+  });
+  await t.step("nothing listening", async () => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = listener.addr.port;
+    listener.close();
+    const run = await runCli(["convert", input, "--to", "mp3", "--server", `127.0.0.1:${port}`]);
+    assert.equal(run.code, 3);
+    assert.match(run.stderr, /Cannot connect/);
+  });
+});
+
+Deno.test("mmp serve prints its address and stops cleanly on SIGTERM", async () => {
+  await using dir = await tempDir();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...PERMISSIONS,
+      MAIN,
+      "serve",
+      "--port",
+      "0",
+      "--host",
+      "127.0.0.1",
+      "--storage",
+      dir.path,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const first = await reader.read();
+  assert.match(first.value ?? "", /^mmp listening on 127\.0\.0\.1:\d+/);
+  child.kill("SIGTERM");
+  const status = await child.status;
+  await reader.cancel();
+  await child.stderr.cancel();
+  assert.equal(status.code, 0);
+});
