@@ -7,6 +7,12 @@ import { writeAll } from "../src/protocol/frame_writer.ts";
 import { encodeFrameHead } from "../src/protocol/frame.ts";
 import { type MediaInfo, probe } from "../src/media/probe.ts";
 
+/** The permission flags of `deno task build`: the CLI in tests runs with exactly these. */
+export async function buildPermissions(): Promise<string[]> {
+  const deno = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  return String(deno.tasks.build).split(" ").filter((arg) => arg.startsWith("--allow-"));
+}
+
 /** Options of {@linkcode makeMedia}. */
 export interface MediaSpec {
   /** Seconds. Default 2. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { join, makeMedia, probeFile, startServer, tempDir } from "./_helpers.ts";
+import { buildPermissions, join, makeMedia, probeFile, startServer, tempDir } from "./_helpers.ts";
 
 /**
  * `deno compile` needs its runtime (denort), which it downloads on first use. Where that download is
@@ -9,8 +9,7 @@ import { join, makeMedia, probeFile, startServer, tempDir } from "./_helpers.ts"
 async function compileBinary(): Promise<{ path: string } | { reason: string }> {
   const dir = await Deno.makeTempDir({ prefix: "mmp-build-" });
   const path = join(dir, "mmp");
-  const deno = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-  const flags = String(deno.tasks.build).split(" ").filter((arg) => arg.startsWith("--allow-"));
+  const flags = await buildPermissions();
   const { success, stderr } = await new Deno.Command(Deno.execPath(), {
     args: [
       "compile",

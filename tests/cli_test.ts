@@ -1,9 +1,17 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { join, listDir, makeMedia, probeFile, startServer, tempDir } from "./_helpers.ts";
+import {
+  buildPermissions,
+  join,
+  listDir,
+  makeMedia,
+  probeFile,
+  startServer,
+  tempDir,
+} from "./_helpers.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
-const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write", "--allow-run", "--allow-env"];
+const PERMISSIONS = await buildPermissions();
 
 interface CliRun {
   code: number;
@@ -29,7 +37,7 @@ Deno.test("mmp convert --to mp3 writes a valid MP3 beside the input", async () =
   await using srv = await startServer();
   const input = await makeMedia(join(dir.path, "talk.mp4"), { duration: 2 });
   const run = await runCli(["convert", input, "--to", "mp3", "--server", `127.0.0.1:${srv.port}`]);
-  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.code, 0, run.stderr + srv.logs.join("\n"));
   assert.match(run.stderr, /upload\s+100%/);
   assert.match(run.stderr, /wrote .*talk\.mp3/);
   const info = await probeFile(join(dir.path, "talk.mp3"));

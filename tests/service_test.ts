@@ -245,3 +245,25 @@ Deno.test("cancel stops the job with CANCELLED and deletes its files", async () 
   assert.deepEqual(await storageSettles(srv.storageDir, 1000), []);
   assert.deepEqual(await ffmpegChildren(), []);
 });
+
+Deno.test("the client stops uploading and reports an early error frame", async () => {
+  await using dir = await tempDir();
+  await using srv = await startServer({ maxStorage: 1_000_000 });
+  const input = join(dir.path, "big.mp4");
+  await Deno.writeFile(input, new Uint8Array(64 * 2 ** 20));
+  let sent = 0;
+  const error = await runJob({
+    hostname: "127.0.0.1",
+    port: srv.port,
+    request: { op: "audio" },
+    input,
+    output: join(dir.path, "big.mp3"),
+    onEvent: (event) => {
+      if (event.stage === "upload") sent = event.sent;
+    },
+  }).catch((err) => err);
+  assert.ok(error instanceof ServerError, String(error));
+  assert.equal(error.code, "STORAGE_FULL");
+  assert.ok(sent < 64 * 2 ** 20, `the client sent all ${sent} bytes`);
+  assert.deepEqual(await listDir(dir.path), ["big.mp4"]);
+});
