@@ -193,7 +193,7 @@ async function runClientVerb(verb: ClientVerb, args: string[]): Promise<number> 
     throw new UsageError(`Give exactly one input file: ${verb.example}`);
   }
   const input = positionals[0]!;
-  const { request, extension } = verb.build(values);
+  const { request, extension } = verb.build(values, input);
   const server = parseServer(
     text(values, "server") ?? Deno.env.get("MMP_SERVER") ?? "127.0.0.1:9000",
   );
@@ -230,6 +230,7 @@ async function runClientVerb(verb: ClientVerb, args: string[]): Promise<number> 
       input,
       output,
       force: flag(values, "force"),
+      matchExtension: text(values, "output") === undefined,
       pollMs,
       signal: cancel.signal,
       ...!quiet && { onEvent: reporter.onEvent },

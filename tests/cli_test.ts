@@ -145,3 +145,70 @@ Deno.test("mmp serve prints its address and stops cleanly on SIGTERM", async () 
   await child.stderr.cancel();
   assert.equal(status.code, 0);
 });
+
+Deno.test("every client verb runs end to end from the command line", async (t) => {
+  await using dir = await tempDir();
+  await using srv = await startServer();
+  const input = await makeMedia(join(dir.path, "movie.avi"), {
+    duration: 3,
+    size: "320x240",
+    codecArgs: ["-c:v", "mpeg4", "-q:v", "2", "-c:a", "libmp3lame"],
+  });
+  const server = ["--server", `127.0.0.1:${srv.port}`, "--poll", "200ms"];
+  const cases: [string, string[], string, (path: string) => Promise<void>][] = [
+    ["compress", ["compress", input, "--quality", "small"], "movie.mp4", async (path) => {
+      assert.ok((await Deno.stat(path)).size < (await Deno.stat(input)).size);
+    }],
+    ["resize", ["resize", input, "--resolution", "240x136"], "movie.mp4", async (path) => {
+      const info = await probeFile(path);
+      assert.deepEqual([info.video?.width, info.video?.height], [240, 136]);
+    }],
+    [
+      "aspect",
+      ["aspect", input, "--aspect", "16:9", "--mode", "crop"],
+      "movie.mp4",
+      async (path) => {
+        const info = await probeFile(path);
+        assert.ok(Math.abs(info.video!.width! / info.video!.height! - 16 / 9) < 0.01);
+      },
+    ],
+    [
+      "gif",
+      ["convert", input, "--to", "gif", "--start", "0:01", "--end", "2.5"],
+      "movie.gif",
+      async (path) => {
+        assert.equal((await probeFile(path)).video?.codec, "gif");
+      },
+    ],
+    [
+      "webm",
+      ["convert", input, "--to", "webm", "--start", "1", "--end", "2"],
+      "movie.webm",
+      async (path) => {
+        assert.equal((await probeFile(path)).video?.codec, "vp9");
+      },
+    ],
+  ];
+  for (const [name, args, output, check] of cases) {
+    await t.step(name, async () => {
+      const run = await runCli([...args, ...server, "--force"]);
+      assert.equal(run.code, 0, run.stderr);
+      await check(join(dir.path, output));
+    });
+  }
+  await t.step("clip options are checked before anything is sent", async () => {
+    const run = await runCli([
+      "convert",
+      input,
+      "--to",
+      "gif",
+      "--start",
+      "x",
+      "--end",
+      "2",
+      ...server,
+    ]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /--start/);
+  });
+});

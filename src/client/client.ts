@@ -1,4 +1,4 @@
-import { basename, dirname, extname, join } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import { hashFile, sha256Stream } from "../protocol/checksum.ts";
 import { type FrameHead, FrameReader } from "../protocol/frame_reader.ts";
 import { writeAll, writeFileFrame, writeFrame } from "../protocol/frame_writer.ts";
@@ -48,6 +48,8 @@ export interface RunJobOptions {
   output: string;
   /** Replace an existing output file. */
   force?: boolean;
+  /** When the result's format differs from `output`'s extension, swap the extension to match. */
+  matchExtension?: boolean;
   /** Status poll interval. Default 60 s. */
   pollMs?: number;
   onEvent?: (event: ClientEvent) => void;
@@ -86,12 +88,20 @@ function throwIfError(head: FrameHead): void {
   );
 }
 
-async function checkOutputFree(options: RunJobOptions): Promise<void> {
-  if (options.force) return;
-  const exists = await Deno.lstat(options.output).then(() => true, () => false);
-  if (exists) {
-    throw new Deno.errors.AlreadyExists(`${options.output} exists (use --force to replace it)`);
-  }
+async function checkOutputFree(output: string, force = false): Promise<void> {
+  if (force) return;
+  const exists = await Deno.lstat(output).then(() => true, () => false);
+  if (exists) throw new Deno.errors.AlreadyExists(`${output} exists (use --force to replace it)`);
+}
+
+/** The output path for a result of `mediaType`. */
+function outputFor(options: RunJobOptions, mediaType: string): string {
+  const current = extname(options.output);
+  if (!options.matchExtension || !/^[a-z0-9]{1,8}$/.test(mediaType)) return options.output;
+  if (current.slice(1).toLowerCase() === mediaType) return options.output;
+  const base = options.output.slice(0, options.output.length - current.length);
+  const candidate = `${base}.${mediaType}`;
+  return resolve(candidate) === resolve(options.input) ? `${base}.out.${mediaType}` : candidate;
 }
 
 /**
@@ -106,7 +116,7 @@ async function checkOutputFree(options: RunJobOptions): Promise<void> {
  * ```
  */
 export async function runJob(options: RunJobOptions): Promise<JobResult> {
-  await checkOutputFree(options);
+  await checkOutputFree(options.output, options.force);
   const { size } = await Deno.stat(options.input);
   const sha256 = await hashFile(
     options.input,
@@ -216,7 +226,7 @@ class ClientSession {
 
   /** Streams the result payload to a temporary file, verifies it, then renames it into place. */
   async #download(job: string, head: FrameHead): Promise<JobResult> {
-    const { output } = this.#options;
+    const output = outputFor(this.#options, head.mediaType);
     const total = head.header.payloadSize;
     const partial = join(
       dirname(output),
@@ -238,7 +248,7 @@ class ClientSession {
       if (actual !== str(head.json.sha256)) {
         throw new ConnectionError("The result arrived damaged: its SHA-256 does not match");
       }
-      await checkOutputFree(this.#options);
+      await checkOutputFree(output, this.#options.force);
       await Deno.rename(partial, output);
     } catch (err) {
       await Deno.remove(partial).catch(() => {});

@@ -6,6 +6,8 @@ import type { MediaInfo } from "./probe.ts";
 export interface JobContext {
   /** Path of the uploaded file. */
   input: string;
+  /** The upload's format as an allow-listed extension (`mp4`, `avi`, …). */
+  inputExtension: string;
   /** ffprobe's view of the upload. */
   info: MediaInfo;
   /** Names every file the job writes; all are deleted when the job ends. */

@@ -1,14 +1,15 @@
 import { MmpError } from "../protocol/errors.ts";
+import { aspect } from "./aspect.ts";
 import { audio } from "./audio.ts";
+import { clip } from "./clip.ts";
+import { compress } from "./compress.ts";
+import { resize } from "./resize.ts";
 import type { Operation, Plan } from "./operation.ts";
 
 /** Every operation the server runs, by its `op` value. */
-export const OPERATIONS: ReadonlyMap<string, Operation> = new Map([
-  [audio.name, audio],
-]);
-
-/** Ops of the protocol that this server does not implement yet. */
-const PLANNED_OPS = new Set(["compress", "resize", "aspect", "clip"]);
+export const OPERATIONS: ReadonlyMap<string, Operation> = new Map(
+  [compress, resize, aspect, audio, clip].map((op) => [op.name, op]),
+);
 
 /** Keys every job request may carry. */
 const COMMON_KEYS = ["op", "sha256", "name"];
@@ -44,7 +45,6 @@ export function parseJobRequest(json: Record<string, unknown>): JobRequest {
   if (typeof op !== "string") throw badRequest('The request has no "op" field');
   const operation = OPERATIONS.get(op);
   if (!operation) {
-    if (PLANNED_OPS.has(op)) throw badRequest(`The operation "${op}" is not supported yet`);
     const known = [...OPERATIONS.keys()].join(", ");
     throw badRequest(`Unknown operation: ${op.slice(0, 40)}`, `Use one of: ${known}`);
   }

@@ -135,6 +135,7 @@ class Session {
     const job = this.#job = new Job(id, (signal, onProgress) =>
       processUpload({
         input,
+        inputExtension: extension,
         plan: request.plan,
         files,
         tools: this.#ctx.tools,

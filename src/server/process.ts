@@ -14,6 +14,7 @@ export interface ProcessedOutput extends JobOutput {
 /** Inputs of {@linkcode processUpload}. */
 export interface ProcessOptions {
   input: string;
+  inputExtension: string;
   plan: Plan;
   files: JobFiles;
   tools: Tools;
@@ -42,7 +43,7 @@ export async function processUpload(options: ProcessOptions): Promise<ProcessedO
   const info = await probeUpload(options);
   const output = await options.plan.run({ ...options, info });
   const { size } = await Deno.stat(output.path);
-  if (size >= options.maxOutputBytes) {
+  if (output.path !== options.input && size >= options.maxOutputBytes) {
     throw new MmpError("TOO_LARGE", "The result would be larger than the space reserved for it", {
       solution: "Ask for a smaller output (lower resolution or a shorter range)",
     });
