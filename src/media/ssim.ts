@@ -1,0 +1,60 @@
+import { FfmpegError } from "./ffmpeg.ts";
+
+/** Options of {@linkcode measureSsim}. */
+export interface SsimOptions {
+  ffmpeg: string;
+  /** Frame rate of the common grid both videos are sampled on (the reference's rate). */
+  frameRate: number;
+  /** Reference frame size; the distorted video is scaled to it when they differ. */
+  width: number;
+  height: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * The filter graph that lines both videos up before scoring. Frames are matched by time on one
+ * constant-rate grid, which survives the usual traps: containers without timestamps (genpts),
+ * B-frame and edit-list start offsets (PTS - STARTPTS), and frames an encoder duplicated or
+ * dropped to reach a constant rate (fps).
+ */
+export function alignmentGraph(options: SsimOptions): string {
+  const grid = `settb=AVTB,setpts=PTS-STARTPTS,fps=${options.frameRate.toFixed(6)}`;
+  const size = `scale=${options.width}:${options.height}:flags=bicubic`;
+  return `[0:v]${grid},${size},format=yuv420p[d];[1:v]${grid},format=yuv420p[r];[d][r]ssim`;
+}
+
+/** SSIM (the `All` figure, 0..1) of `distorted` against `reference`, frames aligned first. */
+export async function measureSsim(
+  distorted: string,
+  reference: string,
+  options: SsimOptions,
+): Promise<number> {
+  const input = (
+    path: string,
+  ) => ["-fflags", "+genpts", "-protocol_whitelist", "file", "-i", `file:${path}`];
+  const { success, code, stderr } = await new Deno.Command(options.ffmpeg, {
+    args: [
+      "-hide_banner",
+      "-nostdin",
+      "-nostats",
+      "-loglevel",
+      "info",
+      ...input(distorted),
+      ...input(reference),
+      "-lavfi",
+      alignmentGraph(options),
+      "-f",
+      "null",
+      "-",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    ...(options.signal ? { signal: options.signal } : {}),
+  }).output();
+  options.signal?.throwIfAborted();
+  const log = new TextDecoder().decode(stderr);
+  const match = /SSIM .*All:([0-9.]+)/.exec(log);
+  if (!success || !match) throw new FfmpegError("ffmpeg ssim", code, log.slice(-4096));
+  return Number(match[1]);
+}
