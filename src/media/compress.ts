@@ -20,7 +20,7 @@ export const QUALITY_TARGETS: Readonly<
   Record<CompressQuality, { anchorCrf: number; offset: number }>
 > = {
   high: { anchorCrf: 18, offset: 0 },
-  balanced: { anchorCrf: 23, offset: -0.002 },
+  balanced: { anchorCrf: 23, offset: -0.003 },
   small: { anchorCrf: 28, offset: 0 },
 };
 

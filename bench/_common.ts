@@ -1,0 +1,66 @@
+/** Shared pieces of the benchmarks: argument parsing, scratch space, report sections. */
+import { parseArgs } from "node:util";
+
+/** Flags every bench accepts. */
+export interface BenchFlags {
+  quick: boolean;
+  dir?: string;
+}
+
+export function benchFlags(args: string[]): BenchFlags {
+  const { values } = parseArgs({
+    args,
+    options: { quick: { type: "boolean" }, dir: { type: "string" } },
+    strict: true,
+  });
+  return { quick: values.quick ?? false, ...(values.dir ? { dir: values.dir } : {}) };
+}
+
+/** A scratch directory under .bench-tmp/, removed on dispose. */
+export async function scratch(): Promise<{ path: string } & AsyncDisposable> {
+  await Deno.mkdir(".bench-tmp", { recursive: true });
+  const path = await Deno.makeTempDir({ dir: ".bench-tmp" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
+
+/** Runs ffmpeg quietly; throws with its log on failure. */
+export async function ffmpeg(args: string[]): Promise<void> {
+  const { success, stderr } = await new Deno.Command("ffmpeg", {
+    args: ["-hide_banner", "-nostdin", "-loglevel", "error", "-y", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(`ffmpeg ${args.join(" ")}: ${new TextDecoder().decode(stderr)}`);
+}
+
+/** Replaces the section between `<!-- NAME:start -->` and `<!-- NAME:end -->` in a Markdown file. */
+export async function writeSection(path: string, name: string, body: string): Promise<void> {
+  const start = `<!-- ${name}:start -->`;
+  const end = `<!-- ${name}:end -->`;
+  let text = await Deno.readTextFile(path).catch(() => "# Benchmarks\n");
+  const block = `${start}\n${body.trim()}\n${end}`;
+  const from = text.indexOf(start);
+  const to = text.indexOf(end);
+  text = from >= 0 && to > from
+    ? text.slice(0, from) + block + text.slice(to + end.length)
+    : `${text.trimEnd()}\n\n${block}\n`;
+  await Deno.writeTextFile(path, text);
+}
+
+/** Date, machine and tool versions for a report header. */
+export async function machineLine(): Promise<string> {
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))
+    .match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+  const { stdout } = await new Deno.Command("ffmpeg", { args: ["-version"], stdout: "piped" })
+    .output();
+  const ff = new TextDecoder().decode(stdout).split("\n")[0]?.split(" ").slice(0, 3).join(" ");
+  return `${
+    new Date().toISOString().slice(0, 16).replace("T", " ")
+  } UTC · ${navigator.hardwareConcurrency} cores · ` +
+    `${cpu} · Deno ${Deno.version.deno} · ${ff}`;
+}
+
+export function geomean(values: number[]): number {
+  return Math.exp(values.reduce((sum, v) => sum + Math.log(v), 0) / values.length);
+}
