@@ -50,7 +50,10 @@ const SERVE_HELP = `Usage: mmp serve [options]
   --storage DIR         directory for temporary files (default ${defaultStorageDir()})
   --max-storage SIZE    quota for files in flight: bytes, 200MB, 4TB, 4TiB (default 4TB)
   --jobs N              ffmpeg jobs at once (default ${defaultJobs()} here: half the cores)
-  --idle-timeout SECS   close uploads that stall this long (default 60)
+  --idle-timeout SECS   close uploads that stall this long, or that average under 1 KB/s
+                        over that long (default 60)
+  --max-connections N   open connections at once; more get BUSY (default 1024)
+  --max-job-seconds N   stop a job that processes longer than this (default 3600)
   --ffmpeg PATH         ffmpeg to use, ffprobe beside it (default env MMP_FFMPEG, else PATH)
   --help                show this help
 
@@ -133,7 +136,17 @@ function sizeOption(text: string | undefined): number | undefined {
 async function runServe(args: string[]): Promise<number> {
   const { values, positionals } = parseOrUsage(
     args,
-    ["host", "port", "storage", "max-storage", "jobs", "idle-timeout", "ffmpeg"],
+    [
+      "host",
+      "port",
+      "storage",
+      "max-storage",
+      "jobs",
+      "idle-timeout",
+      "max-connections",
+      "max-job-seconds",
+      "ffmpeg",
+    ],
     ["help"],
   );
   if (flag(values, "help")) return console.log(SERVE_HELP), EXIT_OK;
@@ -145,6 +158,12 @@ async function runServe(args: string[]): Promise<number> {
     maxStorage: sizeOption(text(values, "max-storage")) ?? 4e12,
     jobs: parseNumber(text(values, "jobs"), "jobs", 1, 1024) ?? defaultJobs(),
     idleTimeoutSeconds: parseNumber(text(values, "idle-timeout"), "idle-timeout", 1, 86400) ?? 60,
+    maxConnections: parseNumber(text(values, "max-connections"), "max-connections", 1, 100_000) ??
+      1024,
+    limits: {
+      maxJobSeconds: parseNumber(text(values, "max-job-seconds"), "max-job-seconds", 1, 604_800) ??
+        3600,
+    },
     ...defined("ffmpeg", text(values, "ffmpeg")),
   });
   const stop = () => {

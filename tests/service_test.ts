@@ -195,7 +195,7 @@ Deno.test("the request is refused before the payload when it is bad", async (t) 
   await using srv = await startServer();
   const cases: [string, Record<string, unknown>, string, string][] = [
     ["unknown op", { op: "explode" }, "mp4", "BAD_REQUEST"],
-    ["op not supported yet", { op: "resize", resolution: "720p" }, "mp4", "BAD_REQUEST"],
+    ["missing argument", { op: "resize" }, "mp4", "BAD_REQUEST"],
     ["unknown key", { op: "audio", bitrate: 320 }, "mp4", "BAD_REQUEST"],
     ["bad sha256", { op: "audio", sha256: "xyz" }, "mp4", "BAD_REQUEST"],
     ["unsupported media", { op: "audio" }, "../etc/passwd", "UNSUPPORTED_MEDIA"],

@@ -13,7 +13,7 @@ async function extractMp3(ctx: JobContext): Promise<JobOutput> {
   }
   const output = ctx.files.path("out.mp3");
   await runFfmpeg([
-    ...inputArgs(ctx.input),
+    ...inputArgs(ctx.input, ctx.demuxer),
     "-map",
     `0:${ctx.info.audio.index}`,
     "-map_metadata",

@@ -67,6 +67,11 @@ function checkRange(range: ClipRange, duration: number): void {
   }
 }
 
+/** `-ss` for a start after 0; ffmpeg 5.1 writes broken files after `-ss 0` on FLV input. */
+function seek(start: number): string[] {
+  return start > 0 ? ["-ss", String(start)] : [];
+}
+
 /** One pass: palette from the clip's own colours, then dithered onto it; loops forever. */
 async function makeGif(range: ClipRange, ctx: JobContext): Promise<string> {
   const output = ctx.files.path("out.gif");
@@ -75,7 +80,7 @@ async function makeGif(range: ClipRange, ctx: JobContext): Promise<string> {
     `[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=4:diff_mode=rectangle`;
   // deno-fmt-ignore
   const args = [
-    "-ss", String(range.start), ...inputArgs(ctx.input), "-t", String(range.end - range.start),
+    ...seek(range.start), ...inputArgs(ctx.input, ctx.demuxer), "-t", String(range.end - range.start),
     "-map", `0:${ctx.info.video!.index}`, "-filter_complex", filter, "-loop", "0",
     "-fs", String(ctx.maxOutputBytes), output,
   ];
@@ -102,7 +107,7 @@ async function makeClip(range: ClipRange, ctx: JobContext): Promise<JobOutput> {
   const path = range.format === "gif" ? await makeGif(range, ctx) : await encodeVideo(ctx, {
     target: WEBM,
     quality: "balanced",
-    before: ["-ss", String(range.start)],
+    before: seek(range.start),
     after: ["-t", String(seconds)],
     durationSeconds: seconds,
   });

@@ -106,12 +106,13 @@ async function extractSamples(ctx: JobContext): Promise<{ path: string; seconds:
   const whole = duration <= WHOLE_SECONDS;
   const starts = whole ? [0] : SAMPLE_POSITIONS.map((f) => f * duration - SAMPLE_SECONDS / 2);
   const length = whole ? Math.max(duration, 0.04) : SAMPLE_SECONDS;
-  const inputs = starts.flatMap((start) => [
+  // A whole video is read without seeking: ffmpeg 5.1 writes a broken file after `-ss 0` on FLV.
+  const inputs = whole ? inputArgs(ctx.input, ctx.demuxer) : starts.flatMap((start) => [
     "-ss",
     start.toFixed(3),
     "-t",
     length.toFixed(3),
-    ...inputArgs(ctx.input),
+    ...inputArgs(ctx.input, ctx.demuxer),
   ]);
   const video = ctx.info.video!.index;
   const streams = starts.map((_, i) => `[${i}:${video}]`).join("");
@@ -323,7 +324,7 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
   const output = ctx.files.path(`out.${container}`);
   // deno-fmt-ignore
   await runFfmpeg([
-    ...inputArgs(ctx.input), "-map", `0:${video.index}`, ...encoder.args(pick.crf),
+    ...inputArgs(ctx.input, ctx.demuxer), "-map", `0:${video.index}`, ...encoder.args(pick.crf),
     "-pix_fmt", "yuv420p", "-fps_mode", "passthrough", ...compressAudioArgs(ctx.info, container),
     "-map_metadata", "0", "-map_chapters", "0", ...muxerArgs(container),
     "-fs", String(ctx.maxOutputBytes), output,

@@ -10,6 +10,8 @@ export interface JobContext {
   inputExtension: string;
   /** ffprobe's view of the upload. */
   info: MediaInfo;
+  /** The demuxer ffprobe detected, forced on every later read of the upload. */
+  demuxer: string;
   /** Names every file the job writes; all are deleted when the job ends. */
   files: JobFiles;
   tools: Tools;
@@ -46,9 +48,26 @@ export interface Operation {
 }
 
 /**
- * Input options every ffmpeg run gets: only local files may be opened, so a container that names
- * a URL or another file cannot make ffmpeg reach anything but the upload.
+ * Demuxers ffmpeg may use on an upload: plain media containers only. Playlist and reference
+ * formats (hls, dash, concat, image2 patterns, imf, ffmetadata, subtitle formats, …) can make ffmpeg
+ * open other files or URLs, so they are not on the list and such uploads fail to open.
  */
-export function inputArgs(path: string): string[] {
-  return ["-protocol_whitelist", "file", "-i", `file:${path}`];
+// deno-fmt-ignore
+export const SAFE_DEMUXERS = [
+  "mov", "matroska", "avi", "flv", "mpegts", "ogg", "mpeg", "asf", "mxf", "dv", "mp3", "wav", "flac",
+  "gif", "aac", "m4v", "h264", "hevc",
+] as const;
+
+/**
+ * Input options every ffmpeg and ffprobe run gets: only the `file` protocol (no network), only the
+ * safe demuxers, and, once probed, the demuxer forced so ffmpeg cannot re-detect something else.
+ */
+export function inputArgs(path: string, demuxer?: string): string[] {
+  // deno-fmt-ignore
+  return [
+    "-protocol_whitelist", "file",
+    "-format_whitelist", SAFE_DEMUXERS.join(","),
+    ...(demuxer ? ["-f", demuxer] : []),
+    "-i", `file:${path}`,
+  ];
 }

@@ -38,7 +38,7 @@ export interface MediaInfo {
 export interface ProbeOptions {
   ffprobe: string;
   signal?: AbortSignal;
-  /** Extra ffprobe input options placed before `-i` (such as a forced demuxer). */
+  /** ffprobe input options, `-i` included; default `-i PATH`. */
   inputArgs?: string[];
 }
 
@@ -112,9 +112,7 @@ export async function probe(path: string, options: ProbeOptions): Promise<MediaI
     "json",
     "-show_format",
     "-show_streams",
-    ...(options.inputArgs ?? []),
-    "-i",
-    path,
+    ...(options.inputArgs ?? ["-i", path]),
   ], options.signal);
   return parseProbe(text);
 }

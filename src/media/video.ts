@@ -131,7 +131,7 @@ export async function encodeVideo(ctx: JobContext, options: EncodeVideoOptions):
   // deno-fmt-ignore
   const args = [
     ...(options.before ?? []),
-    ...inputArgs(ctx.input),
+    ...inputArgs(ctx.input, ctx.demuxer),
     "-map", `0:${video.index}`,
     ...(options.filter ? ["-vf", options.filter] : []),
     ...videoCodecArgs(options.target, options.quality),

@@ -21,10 +21,15 @@ export interface FrameHead {
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
+/** Media types are checked against an allow-list later; bad bytes become U+FFFD and fail there. */
+const lenientDecoder = new TextDecoder("utf-8");
+
+/** Payload bytes are read straight into a buffer of this size, allocated only for a payload. */
+const BULK_SIZE = 1 << 20;
 
 /** Options of {@linkcode FrameReader}. */
 export interface FrameReaderOptions {
-  /** Size of the read buffer; payloads are copied through it. Default 1 MiB. */
+  /** Size of the buffer for headers, JSON and media types. Default 64 KiB + 8. */
   bufferSize?: number;
 }
 
@@ -42,12 +47,13 @@ export interface FrameReaderOptions {
 export class FrameReader {
   #source: ByteSource;
   #buf: Uint8Array;
+  #bulk: Uint8Array | undefined;
   #start = 0;
   #end = 0;
 
   constructor(source: ByteSource, options: FrameReaderOptions = {}) {
     this.#source = source;
-    this.#buf = new Uint8Array(options.bufferSize ?? 1 << 20);
+    this.#buf = new Uint8Array(options.bufferSize ?? 65536 + 8);
   }
 
   /** Bytes received but not consumed yet. */
@@ -109,14 +115,9 @@ export class FrameReader {
     return value as Record<string, unknown>;
   }
 
-  /** The media-type section, decoded as strict UTF-8. */
+  /** The media-type section; invalid UTF-8 decodes to U+FFFD, which no allow-list contains. */
   async readMediaType(size: number): Promise<string> {
-    const bytes = await this.readExact(size, "media type");
-    try {
-      return decoder.decode(bytes);
-    } catch {
-      throw new FrameError("Cannot read frame: the media type is not valid UTF-8");
-    }
+    return lenientDecoder.decode(await this.readExact(size, "media type"));
   }
 
   /** Header, JSON and media type of the next frame, or null at a clean end of stream. */
@@ -137,12 +138,24 @@ export class FrameReader {
     sink: (chunk: Uint8Array) => Promise<void> | void,
   ): Promise<void> {
     let left = size;
-    while (left > 0) {
-      if (this.buffered === 0 && !(await this.#fill())) throw new TruncatedFrameError("payload");
-      const take = Math.min(left, this.buffered);
-      await sink(this.#buf.subarray(this.#start, this.#start + take));
-      this.#start += take;
-      left -= take;
+    const buffered = Math.min(left, this.buffered);
+    if (buffered > 0) {
+      await sink(this.#buf.subarray(this.#start, this.#start + buffered));
+      this.#start += buffered;
+      left -= buffered;
+    }
+    if (left === 0) return;
+    // The rest bypasses the small buffer: one large read per chunk, no copying.
+    const bulk = this.#bulk ??= new Uint8Array(BULK_SIZE);
+    try {
+      while (left > 0) {
+        const n = await this.#source.read(bulk.subarray(0, Math.min(left, bulk.length)));
+        if (n === null) throw new TruncatedFrameError("payload");
+        await sink(bulk.subarray(0, n));
+        left -= n;
+      }
+    } finally {
+      this.#bulk = undefined; // idle connections hold only the small buffer
     }
   }
 }

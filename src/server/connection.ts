@@ -9,7 +9,7 @@ import type { Tools } from "../media/ffmpeg.ts";
 import { type JobRequest, parseJobRequest } from "../media/operations.ts";
 import { toErrorReport } from "./error_frame.ts";
 import { GuardedSource } from "./guarded_source.ts";
-import { type ProcessedOutput, processUpload } from "./process.ts";
+import { type MediaLimits, type ProcessedOutput, processUpload } from "./process.ts";
 import type { JobFiles, Reservation, Storage } from "./storage.ts";
 
 /** What every connection shares with the server. */
@@ -20,6 +20,12 @@ export interface ServerContext {
   /** Client IPs that hold the one job each is allowed. */
   busyIps: Set<string>;
   idleTimeoutMs: number;
+  /** Uploads slower than this (bytes per second, over each idle-timeout window) are cut off. */
+  minUploadBytesPerSecond: number;
+  limits: MediaLimits;
+  /** Connections open now, this one included, and the most allowed. */
+  connections: () => number;
+  maxConnections: number;
   /** Aborted with a `SHUTTING_DOWN` error when the server stops. */
   signal: AbortSignal;
   log: (line: string) => void;
@@ -112,6 +118,11 @@ class Session {
   }
 
   async #serve(): Promise<void> {
+    if (this.#ctx.connections() > this.#ctx.maxConnections) {
+      throw new MmpError("BUSY", "The server has too many open connections right now", {
+        solution: "Try again in a minute",
+      });
+    }
     const header = await this.#reader.readHeader();
     if (header === null) return;
     this.#claimIp();
@@ -131,7 +142,7 @@ class Session {
     const id = newJobId();
     const files = this.#files = this.#ctx.storage.jobFiles(id);
     const input = await this.#receiveUpload(files, extension, header.payloadSize, request.sha256);
-    this.#source.setIdleTimeout(0);
+    this.#source.disarm();
     const job = this.#job = new Job(id, (signal, onProgress) =>
       processUpload({
         input,
@@ -142,6 +153,7 @@ class Session {
         signal,
         maxOutputBytes: outputAllowance(header.payloadSize),
         onProgress,
+        limits: this.#ctx.limits,
       }));
     this.#ctx.queue.submit(job);
     await this.#send({ type: "accepted", job: id, queue_position: this.#ctx.queue.position(job) });

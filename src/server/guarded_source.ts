@@ -3,37 +3,52 @@ import type { ByteSource } from "../protocol/frame_reader.ts";
 
 /** Options of {@linkcode GuardedSource}. */
 export interface GuardedSourceOptions {
-  /** A read that waits longer than this fails with `TIMEOUT`; 0 disables the limit. */
+  /** A read that waits longer than this fails with `TIMEOUT`; 0 disables the limits. */
   idleTimeoutMs: number;
+  /**
+   * Fewer bytes per second than this, averaged over each idle-timeout window, fail with
+   * `TIMEOUT`: a client trickling a byte at a time cannot hold a slot forever. 0 disables it.
+   */
+  minBytesPerSecond?: number;
   /** Aborting fails the pending read with the signal's reason. */
   signal: AbortSignal;
 }
 
+/** How often the guard looks at the clock. */
+const TICK_MS = 250;
+
 /**
- * Wraps a connection so that a pending read can be ended from outside: by an idle timeout or by an
- * abort (shutdown, cancel). One lazy timer serves all reads, so the per-read cost stays tiny.
+ * Wraps a connection so that a pending read can be ended from outside: by an idle timeout, a
+ * too-slow upload, or an abort (shutdown). One timer per connection checks all three.
  */
 export class GuardedSource implements ByteSource, Disposable {
   #inner: ByteSource;
   #idleMs: number;
+  #minRate: number;
   #signal: AbortSignal;
   #readStartedAt = 0;
   #reading = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #windowStart = performance.now();
+  #windowBytes = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
   #interrupt!: Promise<never>;
   #reject!: (reason: unknown) => void;
 
   constructor(inner: ByteSource, options: GuardedSourceOptions) {
     this.#inner = inner;
     this.#idleMs = options.idleTimeoutMs;
+    this.#minRate = options.minBytesPerSecond ?? 0;
     this.#signal = options.signal;
     this.#resetInterrupt();
     this.#signal.addEventListener("abort", this.#onAbort, { once: true });
+    if (this.#idleMs > 0) this.#timer = setInterval(this.#check, Math.min(TICK_MS, this.#idleMs));
   }
 
-  /** Turns the idle limit on or off (the server waits for a quiet client once a job is accepted). */
-  setIdleTimeout(ms: number): void {
-    this.#idleMs = ms;
+  /** Turns the time limits off: once a job is accepted, a quiet client is fine. */
+  disarm(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#idleMs = 0;
   }
 
   async read(p: Uint8Array): Promise<number | null> {
@@ -41,9 +56,10 @@ export class GuardedSource implements ByteSource, Disposable {
     const pending = this.#inner.read(p);
     this.#reading = true;
     this.#readStartedAt = performance.now();
-    if (this.#idleMs > 0 && this.#timer === undefined) this.#arm(this.#idleMs);
     try {
-      return await Promise.race([pending, this.#interrupt]);
+      const n = await Promise.race([pending, this.#interrupt]);
+      if (n !== null) this.#windowBytes += n;
+      return n;
     } catch (err) {
       pending.catch(() => {}); // the socket is closed by whoever handles the interruption
       throw err;
@@ -57,18 +73,26 @@ export class GuardedSource implements ByteSource, Disposable {
     this.#interrupt.catch(() => {});
   }
 
-  #arm(ms: number): void {
-    this.#timer = setTimeout(this.#onTimer, ms);
+  #fail(description: string): void {
+    this.#reject(new MmpError("TIMEOUT", description));
+    this.#resetInterrupt();
+    this.disarm();
   }
 
-  #onTimer = (): void => {
-    this.#timer = undefined;
-    if (!this.#reading || this.#idleMs <= 0) return;
-    const waited = performance.now() - this.#readStartedAt;
-    if (waited < this.#idleMs) return this.#arm(this.#idleMs - waited);
+  #check = (): void => {
+    const now = performance.now();
     const seconds = Math.round(this.#idleMs / 100) / 10;
-    this.#reject(new MmpError("TIMEOUT", `No data arrived for ${seconds} seconds`));
-    this.#resetInterrupt();
+    if (this.#reading && now - this.#readStartedAt >= this.#idleMs) {
+      return this.#fail(`No data arrived for ${seconds} seconds`);
+    }
+    const window = now - this.#windowStart;
+    if (window < this.#idleMs) return;
+    const rate = this.#windowBytes / (window / 1000);
+    if (this.#minRate > 0 && rate < this.#minRate) {
+      return this.#fail(`The upload is too slow: ${Math.round(rate)} bytes/s over ${seconds} s`);
+    }
+    this.#windowStart = now;
+    this.#windowBytes = 0;
   };
 
   #onAbort = (): void => {
@@ -76,8 +100,7 @@ export class GuardedSource implements ByteSource, Disposable {
   };
 
   [Symbol.dispose](): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.disarm();
     this.#signal.removeEventListener("abort", this.#onAbort);
   }
 }

@@ -1,7 +1,7 @@
 import { MmpError } from "../protocol/errors.ts";
 import { hashFile } from "../protocol/checksum.ts";
 import { FfmpegError, type Tools } from "../media/ffmpeg.ts";
-import type { JobOutput, Plan } from "../media/operation.ts";
+import { inputArgs, type JobOutput, type Plan } from "../media/operation.ts";
 import { type MediaInfo, probe } from "../media/probe.ts";
 import type { JobFiles } from "./storage.ts";
 
@@ -21,7 +21,25 @@ export interface ProcessOptions {
   signal: AbortSignal;
   maxOutputBytes: number;
   onProgress: (fraction: number) => void;
+  limits: MediaLimits;
 }
+
+/** Decode-bomb guards: what an upload may decode to, and how long a job may run. */
+export interface MediaLimits {
+  /** Most pixels per frame (width × height). */
+  maxPixels: number;
+  /** Longest media duration in seconds. */
+  maxDurationSeconds: number;
+  /** Longest a job may process, in seconds. */
+  maxJobSeconds: number;
+}
+
+/** Defaults: 8K frames, 4 hours of media, one hour of processing. */
+export const DEFAULT_LIMITS: MediaLimits = {
+  maxPixels: 7680 * 4320,
+  maxDurationSeconds: 4 * 3600,
+  maxJobSeconds: 3600,
+};
 
 async function probeUpload(options: ProcessOptions): Promise<MediaInfo> {
   try {
@@ -38,10 +56,57 @@ async function probeUpload(options: ProcessOptions): Promise<MediaInfo> {
   });
 }
 
-/** Probes the upload, runs the plan, and checks and hashes what it produced. */
+function checkLimits(info: MediaInfo, limits: MediaLimits): void {
+  const video = info.video;
+  if (video?.width && video.height && video.width * video.height > limits.maxPixels) {
+    throw new MmpError(
+      "TOO_LARGE",
+      `The video's frames (${video.width}x${video.height}) are larger than this server handles`,
+      {
+        solution: `Send a video of at most ${
+          limits.maxPixels.toLocaleString("en")
+        } pixels per frame (8K)`,
+      },
+    );
+  }
+  if (info.duration > limits.maxDurationSeconds) {
+    throw new MmpError(
+      "TOO_LARGE",
+      `The media lasts ${Math.round(info.duration)} s, longer than this server handles`,
+      {
+        solution: `Send at most ${limits.maxDurationSeconds} seconds; cut longer files into parts`,
+      },
+    );
+  }
+}
+
+/** Probes the upload, runs the plan within the time limit, and checks and hashes the output. */
 export async function processUpload(options: ProcessOptions): Promise<ProcessedOutput> {
+  const deadline = new AbortController();
+  const seconds = options.limits.maxJobSeconds;
+  const timer = setTimeout(() =>
+    deadline.abort(
+      new MmpError("TIMEOUT", `Processing took longer than this server's limit of ${seconds} s`, {
+        solution: "Send a shorter or smaller file, or ask the operator to raise --max-job-seconds",
+      }),
+    ), seconds * 1000);
+  try {
+    return await processWithin({
+      ...options,
+      signal: AbortSignal.any([options.signal, deadline.signal]),
+    });
+  } catch (err) {
+    throw deadline.signal.aborted ? deadline.signal.reason : err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function processWithin(options: ProcessOptions): Promise<ProcessedOutput> {
   const info = await probeUpload(options);
-  const output = await options.plan.run({ ...options, info });
+  checkLimits(info, options.limits);
+  const demuxer = info.formatName.split(",")[0]!;
+  const output = await options.plan.run({ ...options, info, demuxer });
   const { size } = await Deno.stat(output.path);
   if (output.path !== options.input && size >= options.maxOutputBytes) {
     throw new MmpError("TOO_LARGE", "The result would be larger than the space reserved for it", {

@@ -4,6 +4,7 @@ import { MmpError } from "../protocol/errors.ts";
 import { JobQueue } from "../jobs/queue.ts";
 import { findTools } from "../media/ffmpeg.ts";
 import { handleConnection, type ServerContext } from "./connection.ts";
+import { DEFAULT_LIMITS, type MediaLimits } from "./process.ts";
 import { Storage } from "./storage.ts";
 
 /** Options of {@linkcode serve}; every field has a default. */
@@ -20,6 +21,12 @@ export interface ServeOptions {
   jobs?: number;
   /** Seconds a client may stall before its upload is accepted. Default 60. */
   idleTimeoutSeconds?: number;
+  /** Uploads slower than this many bytes per second are cut off. Default 1024. */
+  minUploadBytesPerSecond?: number;
+  /** Open connections allowed at once; more get `BUSY` at once. Default 1024. */
+  maxConnections?: number;
+  /** Decode-bomb limits: frame size, media duration, processing time. */
+  limits?: Partial<MediaLimits>;
   /** The ffmpeg executable (ffprobe is looked up beside it). Default env `MMP_FFMPEG`, then PATH. */
   ffmpeg?: string;
   /** Where log lines go. Default stderr. */
@@ -66,12 +73,17 @@ export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
   const queue = new JobQueue(options.jobs ?? defaultJobs());
   const controller = new AbortController();
   const log = options.log ?? ((line: string) => console.error(`mmp: ${line}`));
+  const sessions = new Set<Promise<void>>();
   const ctx: ServerContext = {
     storage,
     queue,
     tools,
     busyIps: new Set(),
     idleTimeoutMs: (options.idleTimeoutSeconds ?? 60) * 1000,
+    minUploadBytesPerSecond: options.minUploadBytesPerSecond ?? 1024,
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    connections: () => sessions.size,
+    maxConnections: options.maxConnections ?? 1024,
     signal: controller.signal,
     log,
   };
@@ -79,7 +91,6 @@ export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
     hostname: options.hostname ?? "0.0.0.0",
     port: options.port ?? 9000,
   });
-  const sessions = new Set<Promise<void>>();
   const accepting = acceptLoop(listener, ctx, sessions);
 
   let stopping: Promise<void> | undefined;
