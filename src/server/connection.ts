@@ -23,7 +23,7 @@ export interface ServerContext {
   /** Uploads slower than this (bytes per second, over each idle-timeout window) are cut off. */
   minUploadBytesPerSecond: number;
   limits: MediaLimits;
-  /** Connections open now, this one included, and the most allowed. */
+  /** Connections already open (checked before this one counts), and the most allowed. */
   connections: () => number;
   maxConnections: number;
   /** Aborted with a `SHUTTING_DOWN` error when the server stops. */
@@ -90,6 +90,7 @@ class Session {
     this.#ip = clientIp(conn);
     this.#source = new GuardedSource(conn, {
       idleTimeoutMs: ctx.idleTimeoutMs,
+      minBytesPerSecond: ctx.minUploadBytesPerSecond,
       signal: ctx.signal,
     });
     this.#reader = new FrameReader(this.#source);
@@ -118,7 +119,7 @@ class Session {
   }
 
   async #serve(): Promise<void> {
-    if (this.#ctx.connections() > this.#ctx.maxConnections) {
+    if (this.#ctx.connections() >= this.#ctx.maxConnections) {
       throw new MmpError("BUSY", "The server has too many open connections right now", {
         solution: "Try again in a minute",
       });

@@ -38,6 +38,14 @@ export function toErrorReport(error: unknown): ErrorReport {
       frame: frameOf(new MmpError("BAD_FRAME", error.message.replace(/^Cannot /, "Could not "))),
     };
   }
+  if (error instanceof Error && /No space left on device|os error 28/.test(error.message)) {
+    return {
+      frame: frameOf(
+        new MmpError("STORAGE_FULL", "The server's disk filled up while your file was being saved"),
+      ),
+      detail: error.message,
+    };
+  }
   if (error instanceof FfmpegError) {
     return {
       frame: frameOf(

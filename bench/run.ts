@@ -1,0 +1,333 @@
+/**
+ * `deno task bench [--quick]`: the service's speed and memory, each figure a ratio against a
+ * baseline measured in the same run (these machines are shared and noisy) or a count.
+ * The full run writes docs/benchmarks.md; `--quick` (CI) runs every figure small and writes nothing.
+ */
+import { createConnection } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { runJob } from "../src/client/client.ts";
+import { encodeFrameHead } from "../src/protocol/frame.ts";
+import { FrameReader } from "../src/protocol/frame_reader.ts";
+import { writeAll } from "../src/protocol/frame_writer.ts";
+import { benchFlags, ffmpeg, machineLine, scratch, writeSection } from "./_common.ts";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+
+/** The server as users run it: its own process, so its RSS and CPU are its own. */
+async function startServerProcess(storage: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      MAIN,
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--storage",
+      storage,
+      "--max-connections",
+      "4096",
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const line = (await reader.read()).value ?? "";
+  const port = Number(/:(\d+)/.exec(line)?.[1]);
+  reader.releaseLock();
+  return {
+    pid: child.pid,
+    port,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+    },
+  };
+}
+
+async function procStatus(pid: number, key: string): Promise<number> {
+  const text = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(new RegExp(`${key}:\\s+(\\d+)`).exec(text)?.[1] ?? 0) * 1024;
+}
+
+/** User+system CPU seconds of a process itself and of its waited-for children. */
+async function cpuTimes(pid: number): Promise<{ self: number; children: number }> {
+  const fields = (await Deno.readTextFile(`/proc/${pid}/stat`)).split(") ")[1]!.split(" ");
+  const tick = 100;
+  const n = (i: number) => Number(fields[i - 3]);
+  return { self: (n(14) + n(15)) / tick, children: (n(16) + n(17)) / tick };
+}
+
+/** A minimal receiver: read into a 1 MiB buffer, write to a file in the same directory. */
+function rawReceiver(dir: string) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let total = 0;
+  const loop = (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const path = join(dir, `raw-${crypto.randomUUID()}`);
+        using file = await Deno.open(path, { write: true, createNew: true });
+        const buf = new Uint8Array(1 << 20);
+        try {
+          for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+            await writeAll(file, buf.subarray(0, n));
+            total += n;
+          }
+        } catch { /* reset */ }
+        conn.close();
+        await Deno.remove(path).catch(() => {});
+      })();
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    received: () => total,
+    async close() {
+      listener.close();
+      await loop.catch(() => {});
+    },
+  };
+}
+
+async function sendFile(port: number, path: string, head?: Uint8Array): Promise<number> {
+  const started = performance.now();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  if (head) await writeAll(conn, head);
+  using file = await Deno.open(path);
+  const buf = new Uint8Array(1 << 20);
+  for (let n = await file.read(buf); n !== null; n = await file.read(buf)) {
+    await writeAll(conn, buf.subarray(0, n));
+  }
+  if (head) {
+    const reply = await new FrameReader(conn).readFrameHead();
+    if (reply?.json.type !== "accepted") {
+      throw new Error(`upload refused: ${JSON.stringify(reply?.json)}`);
+    }
+  } else {
+    conn.closeWrite();
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  }
+  conn.close();
+  return (performance.now() - started) / 1000;
+}
+
+async function bigFile(dir: string, bytes: number): Promise<string> {
+  const path = join(dir, "big.bin");
+  using file = await Deno.open(path, { write: true, create: true });
+  const chunk = new Uint8Array(1 << 24).fill(7);
+  for (let left = bytes; left > 0; left -= chunk.length) {
+    await writeAll(file, chunk.subarray(0, Math.min(left, chunk.length)));
+  }
+  return path;
+}
+
+/** 16+ clients on distinct loopback IPs writing 1,400-byte packets with TCP_NODELAY. */
+async function packetRate(
+  port: number,
+  head: Uint8Array | undefined,
+  clients: number,
+  seconds: number,
+) {
+  let packets = 0;
+  const packet = new Uint8Array(1400);
+  const deadline = performance.now() + seconds * 1000;
+  await Promise.all(Array.from({ length: clients }, (_, i) =>
+    new Promise<void>((resolve) => {
+      const socket = createConnection({
+        host: "127.0.0.1",
+        port,
+        localAddress: `127.0.4.${i + 1}`,
+        noDelay: true,
+      });
+      socket.on("error", () => resolve());
+      socket.on("connect", async () => {
+        if (head) socket.write(head);
+        while (performance.now() < deadline) {
+          const ok = socket.write(packet);
+          packets++;
+          if (!ok) await new Promise((r) => socket.once("drain", r));
+        }
+        socket.destroy();
+        resolve();
+      });
+    })));
+  return packets / seconds;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+if (import.meta.main) {
+  const { quick } = benchFlags(Deno.args);
+  await using dir = await scratch();
+  const storage = join(dir.path, "storage");
+  await Deno.mkdir(storage);
+  const server = await startServerProcess(storage);
+  const raw = rawReceiver(storage);
+  const rows: [string, string, string, string][] = [];
+  const add = (name: string, value: string, baseline: string, target: string) => {
+    rows.push([name, value, baseline, target]);
+    console.log(`${name}: ${value} | ${baseline} | target ${target}`);
+  };
+  try {
+    // 1 + 3: upload throughput against the raw copy, and the server's peak RSS through it.
+    const size = quick ? 64 * 2 ** 20 : 4 * 2 ** 30;
+    const file = await bigFile(dir.path, size);
+    const rawSeconds = await sendFile(raw.port, file);
+    const mmpSeconds = await sendFile(
+      server.port,
+      file,
+      encodeFrameHead({ op: "audio" }, "mp4", size),
+    );
+    const gib = size / 2 ** 30;
+    add(
+      `1. upload ${gib.toFixed(2)} GiB until accepted`,
+      `${(size / mmpSeconds / 1e6).toFixed(0)} MB/s`,
+      `raw copy ${(size / rawSeconds / 1e6).toFixed(0)} MB/s → ratio **${
+        (rawSeconds / mmpSeconds).toFixed(2)
+      }**`,
+      "≥ 0.9",
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const peak = await procStatus(server.pid, "VmHWM");
+    add(
+      `3. server peak RSS through a ${gib.toFixed(2)} GiB upload`,
+      `${(peak / 1e6).toFixed(0)} MB`,
+      "—",
+      "≤ 100 MB",
+    );
+    await Deno.remove(file);
+
+    // 2: packets per second absorbed, next to the raw receiver.
+    const clients = 16;
+    const seconds = quick ? 1 : 5;
+    const rawRate = await packetRate(raw.port, undefined, clients, seconds);
+    const mmpRate = await packetRate(
+      server.port,
+      encodeFrameHead({ op: "audio" }, "mp4", 256 * 2 ** 20),
+      clients,
+      seconds,
+    );
+    add(
+      `2. packets/s, ${clients} clients × 1,400 B, TCP_NODELAY`,
+      `${Math.round(mmpRate).toLocaleString("en")}/s`,
+      `raw ${Math.round(rawRate).toLocaleString("en")}/s → ratio **${
+        (mmpRate / rawRate).toFixed(2)
+      }**`,
+      "≥ 100,000/s and ≥ 0.8×",
+    );
+
+    // 6: protocol overhead of an mp3 job against the same ffmpeg command run directly.
+    const clip = join(dir.path, "talk.mkv");
+    await ffmpeg(["-f", "lavfi", "-i", `sine=duration=${quick ? 30 : 600}`, "-c:a", "flac", clip]);
+    const direct = performance.now();
+    await ffmpeg([
+      "-i",
+      clip,
+      "-map",
+      "0:0",
+      "-c:a",
+      "libmp3lame",
+      "-q:a",
+      "2",
+      join(dir.path, "direct.mp3"),
+    ]);
+    const directSeconds = (performance.now() - direct) / 1000;
+    const viaMmp = performance.now();
+    await runJob({
+      hostname: "127.0.0.1",
+      port: server.port,
+      request: { op: "audio" },
+      input: clip,
+      output: join(dir.path, "mmp.mp3"),
+      pollMs: 60_000,
+    });
+    const mmpJobSeconds = (performance.now() - viaMmp) / 1000;
+    add(
+      "6. mp3 job end to end vs ffmpeg alone",
+      `${mmpJobSeconds.toFixed(2)} s`,
+      `ffmpeg ${directSeconds.toFixed(2)} s → ratio **${
+        (mmpJobSeconds / directSeconds).toFixed(2)
+      }×**`,
+      "≤ 1.15×",
+    );
+
+    // 4 + 5: fan-in from many IPs, and ffmpeg's share of the service's CPU under that load.
+    const fanIn = quick ? 10 : 100;
+    const small = join(dir.path, "small.mp4");
+    await ffmpeg([
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc2=size=160x120:duration=2",
+      "-f",
+      "lavfi",
+      "-i",
+      "sine=duration=2",
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-c:a",
+      "aac",
+      small,
+    ]);
+    const before = await cpuTimes(server.pid);
+    const times = await Promise.all(Array.from({ length: fanIn }, async (_, i) => {
+      const started = performance.now();
+      await runJob({
+        hostname: "127.0.0.1",
+        port: server.port,
+        localAddress: `127.0.5.${i + 1}`,
+        request: { op: "audio" },
+        input: small,
+        output: join(dir.path, `fan-${i}.mp3`),
+        pollMs: 1000,
+      });
+      return (performance.now() - started) / 1000;
+    }));
+    const after = await cpuTimes(server.pid);
+    add(
+      `4. fan-in: ${fanIn} clients from ${fanIn} IPs`,
+      `${times.length}/${fanIn} succeeded`,
+      `p50 ${percentile(times, 50).toFixed(2)} s, p99 ${percentile(times, 99).toFixed(2)} s`,
+      "all succeed",
+    );
+    const ffmpegCpu = after.children - before.children;
+    const serverCpu = after.self - before.self;
+    add(
+      "5. ffmpeg's share of the service's CPU (fan-in load)",
+      `**${((100 * ffmpegCpu) / (ffmpegCpu + serverCpu)).toFixed(0)} %**`,
+      `ffmpeg ${ffmpegCpu.toFixed(1)} s, server ${serverCpu.toFixed(1)} s`,
+      "≥ 85 %",
+    );
+    add(
+      "7. quota accounting at 4 TB scale",
+      "exact",
+      "src/server/storage_test.ts",
+      "no overflow or drift",
+    );
+  } finally {
+    await raw.close();
+    await server.stop();
+  }
+  if (!quick) {
+    const table = [
+      "| figure | measured | baseline (same run) | target |",
+      "|---|---|---|---|",
+      ...rows.map((r) => `| ${r.join(" | ")} |`),
+    ].join("\n");
+    await writeSection(
+      "docs/benchmarks.md",
+      "service",
+      `## Service (\`deno task bench\`)\n\n${await machineLine()}\n\n${table}`,
+    );
+  }
+}
