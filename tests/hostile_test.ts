@@ -420,7 +420,7 @@ Deno.test("faults: disconnects at every stage free everything at once", async (t
     const running = await upload("127.0.2.2");
     const queued = await upload("127.0.2.3");
     queued.conn.close();
-    assert.ok(await eventually(async () => srv.server.queue.size.waiting === 0, 1000));
+    assert.ok(await eventually(() => srv.server.queue.size.waiting === 0, 1000));
     running.conn.close();
     await assertHealthy(srv, normal);
   });
@@ -448,7 +448,7 @@ Deno.test("a restart on the same storage removes a crashed run's files, and only
   for (const name of leftovers) await Deno.writeFile(join(dir.path, name), new Uint8Array(10));
   await Deno.writeTextFile(join(dir.path, "mmp-notes.txt"), "mine");
   await Deno.writeTextFile(join(dir.path, "holiday.mp4"), "mine too");
-  await using server = await serve({
+  await using _server = await serve({
     hostname: "127.0.0.1",
     port: 0,
     storageDir: dir.path,

@@ -46,6 +46,7 @@ async function probeUpload(options: ProcessOptions): Promise<MediaInfo> {
     const info = await probe(options.input, {
       ffprobe: options.tools.ffprobe,
       signal: options.signal,
+      inputArgs: inputArgs(options.input),
     });
     if (info.streams.length > 0) return info;
   } catch (err) {
