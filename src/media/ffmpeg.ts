@@ -67,6 +67,17 @@ class LogTail {
   }
 }
 
+/** SIGKILLs the child when `signal` aborts, until disposed. */
+function killOnAbort(child: Deno.ChildProcess, signal: AbortSignal | undefined): Disposable {
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+  };
+  signal?.addEventListener("abort", kill, { once: true });
+  return { [Symbol.dispose]: () => signal?.removeEventListener("abort", kill) };
+}
+
 /** Options of {@linkcode runFfmpeg}. */
 export interface RunFfmpegOptions {
   /** The ffmpeg executable. */
@@ -91,24 +102,15 @@ export async function runFfmpeg(args: string[], options: RunFfmpegOptions): Prom
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const kill = () => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already exited */ }
-  };
-  options.signal?.addEventListener("abort", kill, { once: true });
+  using _ = killOnAbort(child, options.signal);
   const log = new LogTail();
-  try {
-    const [status] = await Promise.all([
-      child.status,
-      readProgress(child.stdout, options),
-      drain(child.stderr, log),
-    ]);
-    options.signal?.throwIfAborted();
-    if (!status.success) throw new FfmpegError("ffmpeg", status.code, log.toString());
-  } finally {
-    options.signal?.removeEventListener("abort", kill);
-  }
+  const [status] = await Promise.all([
+    child.status,
+    readProgress(child.stdout, options),
+    drain(child.stderr, log),
+  ]);
+  options.signal?.throwIfAborted();
+  if (!status.success) throw new FfmpegError("ffmpeg", status.code, log.toString());
 }
 
 async function drain(stream: ReadableStream<Uint8Array>, log: LogTail): Promise<void> {
@@ -147,18 +149,9 @@ export async function runForOutput(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const kill = () => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already exited */ }
-  };
-  signal?.addEventListener("abort", kill, { once: true });
-  try {
-    const { success, code, stdout, stderr } = await child.output();
-    signal?.throwIfAborted();
-    if (!success) throw new FfmpegError(tool, code, new TextDecoder().decode(stderr).slice(-8192));
-    return new TextDecoder().decode(stdout);
-  } finally {
-    signal?.removeEventListener("abort", kill);
-  }
+  using _ = killOnAbort(child, signal);
+  const { success, code, stdout, stderr } = await child.output();
+  signal?.throwIfAborted();
+  if (!success) throw new FfmpegError(tool, code, new TextDecoder().decode(stderr).slice(-8192));
+  return new TextDecoder().decode(stdout);
 }
