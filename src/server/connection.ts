@@ -240,10 +240,15 @@ class Session {
     };
   }
 
+  /** Runs `write` after every write queued before it, so frames never interleave. */
+  #queueWrite(write: () => Promise<void>): Promise<void> {
+    const done = this.#writes.then(write);
+    this.#writes = done.catch(() => {});
+    return done;
+  }
+
   #send(json: Record<string, unknown>): Promise<void> {
-    const write = this.#writes.then(() => writeFrame(this.#conn, json));
-    this.#writes = write.catch(() => {});
-    return write;
+    return this.#queueWrite(() => writeFrame(this.#conn, json));
   }
 
   async #sendResult(job: Job<ProcessedOutput>, output: ProcessedOutput): Promise<void> {
@@ -255,12 +260,8 @@ class Session {
       stats: { ...output.stats, input_bytes: this.#payloadSize, output_bytes: output.size },
     };
     this.#finished = true;
-    const write = this.#writes.then(() =>
-      writeFileFrame(this.#conn, json, output.format, output.path)
-    );
-    this.#writes = write.catch(() => {});
     try {
-      await write;
+      await this.#queueWrite(() => writeFileFrame(this.#conn, json, output.format, output.path));
     } catch {
       throw new ClientGone(); // mid-payload: an error frame now would corrupt the stream
     }
@@ -275,8 +276,7 @@ class Session {
     this.#finished = true;
     await this.#releaseJob();
     try {
-      await this.#writes;
-      await writeFrame(this.#conn, frame);
+      await this.#send(frame);
       await this.#linger();
     } catch { /* the client went away first */ }
     return frame.code;
