@@ -100,8 +100,15 @@ export function compressAudioArgs(info: MediaInfo, container: string): string[] 
     : [...map, "-c:a", "libopus", "-b:a", "96k"];
 }
 
+/** The lossless sample file, its media seconds, and ffprobe's view of it. */
+interface Samples {
+  path: string;
+  seconds: number;
+  info: MediaInfo;
+}
+
 /** Cuts the samples into one lossless file, so every probe is scored against the same frames. */
-async function extractSamples(ctx: JobContext): Promise<{ path: string; seconds: number }> {
+async function extractSamples(ctx: JobContext): Promise<Samples> {
   const duration = ctx.info.duration;
   const whole = duration <= WHOLE_SECONDS;
   const starts = whole ? [0] : SAMPLE_POSITIONS.map((f) => f * duration - SAMPLE_SECONDS / 2);
@@ -133,26 +140,20 @@ async function extractSamples(ctx: JobContext): Promise<{ path: string; seconds:
     "passthrough",
     path,
   ], { ffmpeg: ctx.tools.ffmpeg, signal: ctx.signal });
-  return { path, seconds: starts.length * length };
+  const info = await probe(path, { ffprobe: ctx.tools.ffprobe, signal: ctx.signal });
+  return { path, seconds: starts.length * length, info };
 }
 
 /** Searches one encoder's CRF for the smallest encode that reaches the target. */
 class Search {
   readonly probes: Probe[] = [];
   #ctx: JobContext;
-  #samples: { path: string; seconds: number };
-  #reference: MediaInfo;
+  #samples: Samples;
   #onProbe: () => void;
 
-  constructor(
-    ctx: JobContext,
-    samples: { path: string; seconds: number },
-    reference: MediaInfo,
-    onProbe: () => void,
-  ) {
+  constructor(ctx: JobContext, samples: Samples, onProbe: () => void) {
     this.#ctx = ctx;
     this.#samples = samples;
-    this.#reference = reference;
     this.#onProbe = onProbe;
   }
 
@@ -168,7 +169,7 @@ class Search {
       "-fps_mode", "passthrough", "-an", path,
     ], { ffmpeg: this.#ctx.tools.ffmpeg, signal: this.#ctx.signal });
     const seconds = (performance.now() - started) / 1000;
-    const video = this.#reference.video!;
+    const video = this.#samples.info.video!;
     const ssim = await measureSsim(path, this.#samples.path, {
       ffmpeg: this.#ctx.tools.ffmpeg,
       frameRate: video.frameRate ?? 25,
@@ -299,7 +300,7 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
   }
   const budget = (encoders.length + 1) * MAX_PROBES;
   const samples = await extractSamples(ctx);
-  const search = new Search(ctx, samples, await probeSamples(ctx), () => {
+  const search = new Search(ctx, samples, () => {
     ctx.onProgress(0.05 + 0.25 * Math.min(1, search.probes.length / budget));
   });
   const anchor = QUALITY_TARGETS[request.quality];
@@ -356,13 +357,6 @@ export function choose(probes: Probe[], target: number): Probe | undefined {
 function round(value: number, digits = 4): number {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
-}
-
-async function probeSamples(ctx: JobContext): Promise<MediaInfo> {
-  return await probe(ctx.files.path("samples.mkv"), {
-    ffprobe: ctx.tools.ffprobe,
-    signal: ctx.signal,
-  });
 }
 
 /** `{"op":"compress","quality"?:"high"|"balanced"|"small","codec"?:"av1"|"hevc"|"h264"}`. */
