@@ -32,7 +32,7 @@ export interface MediaSpec {
 /** Writes a generated clip (lavfi `testsrc2` + `sine`) to `path`; the extension picks the container. */
 export async function makeMedia(path: string, spec: MediaSpec = {}): Promise<string> {
   const duration = spec.duration ?? 2;
-  const args = ["-hide_banner", "-loglevel", "error", "-y"];
+  const args: string[] = [];
   if (spec.video !== false) {
     args.push(
       "-f",
@@ -46,15 +46,19 @@ export async function makeMedia(path: string, spec: MediaSpec = {}): Promise<str
   }
   const codecs = spec.codecArgs ??
     ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"];
-  args.push(...codecs, path);
+  await ffmpeg([...args, ...codecs, path]);
+  return path;
+}
+
+/** Runs ffmpeg quietly (overwriting outputs); throws with its log on failure. */
+export async function ffmpeg(args: string[]): Promise<void> {
   const { success, stderr } = await new Deno.Command("ffmpeg", {
-    args,
+    args: ["-hide_banner", "-loglevel", "error", "-y", ...args],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
   }).output();
   if (!success) throw new Error(`ffmpeg failed: ${new TextDecoder().decode(stderr)}`);
-  return path;
 }
 
 /** ffprobe's view of a file. */

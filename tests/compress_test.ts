@@ -1,16 +1,15 @@
 import assert from "node:assert/strict";
 import { runJob } from "../src/client/client.ts";
 import { measureSsim } from "../src/media/ssim.ts";
-import { join, makeMedia, probeFile, startServer, storageSettles, tempDir } from "./_helpers.ts";
-
-async function ffmpeg(args: string[]): Promise<void> {
-  const { success, stderr } = await new Deno.Command("ffmpeg", {
-    args: ["-hide_banner", "-loglevel", "error", "-y", ...args],
-    stdin: "null",
-    stderr: "piped",
-  }).output();
-  if (!success) throw new Error(new TextDecoder().decode(stderr));
-}
+import {
+  ffmpeg,
+  join,
+  makeMedia,
+  probeFile,
+  startServer,
+  storageSettles,
+  tempDir,
+} from "./_helpers.ts";
 
 async function frameCount(path: string): Promise<number> {
   const { stdout } = await new Deno.Command("ffprobe", {

@@ -3,6 +3,7 @@ import { type JobResult, runJob, ServerError } from "../src/client/client.ts";
 import type { MediaInfo } from "../src/media/probe.ts";
 import {
   eventually,
+  ffmpeg,
   ffmpegChildren,
   join,
   makeMedia,
@@ -64,10 +65,7 @@ Deno.test("resize: WxH is exact, presets keep the aspect, odd sizes are refused"
   const landscape = await media(dir.path, "land.mp4", { size: "320x240" });
   const portrait = await media(dir.path, "port.mp4", { size: "240x320" });
   const rotated = join(dir.path, "rotated.mp4");
-  await new Deno.Command("ffmpeg", {
-    args: ["-v", "error", "-i", landscape, "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated],
-    stdin: "null",
-  }).output();
+  await ffmpeg(["-i", landscape, "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated]);
 
   await t.step("WxH gives exactly that frame", async () => {
     const out = join(dir.path, "exact.mp4");
