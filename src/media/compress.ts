@@ -24,14 +24,30 @@ export const QUALITY_TARGETS: Readonly<
   small: { anchorCrf: 28, offset: 0 },
 };
 
-/** Sampling: videos up to WHOLE_SECONDS are probed whole, longer ones in fixed samples. */
-const WHOLE_SECONDS = 10;
-const SAMPLE_SECONDS = 2;
-const SAMPLE_POSITIONS = [0.15, 0.38, 0.62, 0.85];
+/**
+ * Sampling: the probes see a fifth of the video (1…8 s, in up to 4 pieces of 2 s where it is long
+ * enough, spread across it), so the search is a fixed share of short videos and a fixed cost for
+ * long ones. Pieces shorter than 2 s would over-weight the keyframe each one starts with. Videos of
+ * 2 s or less are probed whole.
+ */
+const SAMPLE_SHARE = 0.2;
+const MIN_SAMPLE_SECONDS = 1;
+const MAX_SAMPLE_SECONDS = 8;
+const MAX_PIECES = 4;
+const MIN_PIECE_SECONDS = 2;
 /** At most this many probe encodes per candidate encoder. */
 const MAX_PROBES = 4;
+/** The search stops once a passing probe is this close to the target (0.001 SSIM at 0.85). */
+const CLOSE_ENOUGH_DB = 0.03;
+/** Largest single CRF step while the target is not yet bracketed. */
+const MAX_STEP = 12;
 /** A candidate must encode at least this fast (media seconds per wall second) to be chosen. */
 const MIN_SPEED = 1;
+/**
+ * Samples over-weight keyframes, so their size over-predicts the encode: the final encode is skipped
+ * only when the prediction is this far above the input (the actual size is always checked).
+ */
+const HOPELESS_RATIO = 1.5;
 /** Audio at or below this bitrate in an efficient codec is kept as it is. */
 const EFFICIENT_AUDIO_BPS = 160_000;
 
@@ -107,20 +123,48 @@ interface Samples {
   info: MediaInfo;
 }
 
+/** Where the sample pieces start and how long each is, in seconds. */
+export function samplePlan(duration: number): { starts: number[]; length: number } {
+  const total = Math.min(MAX_SAMPLE_SECONDS, Math.max(MIN_SAMPLE_SECONDS, duration * SAMPLE_SHARE));
+  if (total * 2 >= duration) return { starts: [0], length: Math.max(duration, 0.04) };
+  const pieces = Math.max(1, Math.min(MAX_PIECES, Math.floor(total / MIN_PIECE_SECONDS)));
+  const length = total / pieces;
+  const starts = Array.from(
+    { length: pieces },
+    (_, i) => ((i + 0.5) / pieces) * duration - length / 2,
+  );
+  return { starts, length };
+}
+
+/**
+ * Samples are stored uncompressed when that takes at most this much disk (720p: 8 s at 30 fps),
+ * else as lossless H.264: every probe encode and every score decodes them, and decoding lossless
+ * H.264 cost as much as the SSIM itself (measured: 0.5 s against 0.16 s for 2 s of 720p).
+ */
+const RAW_SAMPLE_BYTES = 512 * 1024 * 1024;
+
+function sampleCodec(info: MediaInfo, seconds: number): string[] {
+  const video = info.video!;
+  const rawBytes = (video.width ?? 0) * (video.height ?? 0) * 1.5 * (video.frameRate ?? 60) *
+    seconds;
+  return rawBytes <= RAW_SAMPLE_BYTES
+    ? ["-c:v", "rawvideo"]
+    : ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"];
+}
+
 /** Cuts the samples into one lossless file, so every probe is scored against the same frames. */
 async function extractSamples(ctx: JobContext): Promise<Samples> {
-  const duration = ctx.info.duration;
-  const whole = duration <= WHOLE_SECONDS;
-  const starts = whole ? [0] : SAMPLE_POSITIONS.map((f) => f * duration - SAMPLE_SECONDS / 2);
-  const length = whole ? Math.max(duration, 0.04) : SAMPLE_SECONDS;
+  const { starts, length } = samplePlan(ctx.info.duration);
   // A whole video is read without seeking: ffmpeg 5.1 writes a broken file after `-ss 0` on FLV.
-  const inputs = whole ? inputArgs(ctx.input, ctx.demuxer) : starts.flatMap((start) => [
-    "-ss",
-    start.toFixed(3),
-    "-t",
-    length.toFixed(3),
-    ...inputArgs(ctx.input, ctx.demuxer),
-  ]);
+  const inputs = starts.length === 1 && starts[0] === 0
+    ? inputArgs(ctx.input, ctx.demuxer)
+    : starts.flatMap((start) => [
+      "-ss",
+      start.toFixed(3),
+      "-t",
+      length.toFixed(3),
+      ...inputArgs(ctx.input, ctx.demuxer),
+    ]);
   const video = ctx.info.video!.index;
   const streams = starts.map((_, i) => `[${i}:${video}]`).join("");
   const path = ctx.files.path("samples.mkv");
@@ -130,12 +174,7 @@ async function extractSamples(ctx: JobContext): Promise<Samples> {
     `${streams}concat=n=${starts.length}:v=1:a=0,format=yuv420p[v]`,
     "-map",
     "[v]",
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-qp",
-    "0",
+    ...sampleCodec(ctx.info, starts.length * length),
     "-fps_mode",
     "passthrough",
     path,
@@ -165,7 +204,7 @@ class Search {
     const started = performance.now();
     // deno-fmt-ignore
     await runFfmpeg([
-      ...inputArgs(this.#samples.path), ...encoder.args(crf), "-pix_fmt", "yuv420p",
+      ...inputArgs(this.#samples.path), ...encoder.args(crf, encoder.presets.probe), "-pix_fmt", "yuv420p",
       "-fps_mode", "passthrough", "-an", path,
     ], { ffmpeg: this.#ctx.tools.ffmpeg, signal: this.#ctx.signal });
     const seconds = (performance.now() - started) / 1000;
@@ -196,7 +235,7 @@ class Search {
     let crf = encoder.startCrf;
     for (let i = 0; i < MAX_PROBES; i++) {
       await this.probe(encoder, crf);
-      const next = this.#nextCrf(encoder, target);
+      const next = this.#nextCrf(encoder, ssimDb(target));
       if (next === undefined) break;
       crf = next;
     }
@@ -213,31 +252,38 @@ class Search {
     return passing.at(-1) ?? mine[0]!;
   }
 
-  /** SSIM lost per CRF step: measured from the two nearest probes once there are two. */
+  /** Decibels lost per CRF step: measured from the two probes nearest the target once there are two. */
   #slope(encoder: Encoder, mine: Probe[], target: number): number {
-    if (mine.length < 2) return encoder.ssimPerCrf;
-    const [a, b] = [...mine].sort((x, y) => Math.abs(x.ssim - target) - Math.abs(y.ssim - target))
-      .slice(0, 2).sort((x, y) => x.crf - y.crf);
-    const slope = (a!.ssim - b!.ssim) / (b!.crf - a!.crf);
-    return slope > 1e-5 ? slope : encoder.ssimPerCrf;
+    if (mine.length < 2) return encoder.dbPerCrf;
+    const distance = (p: Probe) => Math.abs(ssimDb(p.ssim) - target);
+    const [a, b] = [...mine].sort((x, y) => distance(x) - distance(y)).slice(0, 2)
+      .sort((x, y) => x.crf - y.crf);
+    const slope = (ssimDb(a!.ssim) - ssimDb(b!.ssim)) / (b!.crf - a!.crf);
+    return slope > 0.01 ? slope : encoder.dbPerCrf;
   }
 
-  /** Secant step between the nearest passing and failing probes; undefined when done. */
+  /**
+   * Next CRF, or undefined when done: interpolated between the nearest passing and failing probes,
+   * else extrapolated from the one probe nearest the target. Works in decibels (`target` too), where
+   * quality is close to linear in CRF.
+   */
   #nextCrf(encoder: Encoder, target: number): number | undefined {
     const mine = this.#mine(encoder);
-    const pass = mine.filter((p) => p.ssim >= target).at(-1);
-    const fail = mine.find((p) => p.ssim < target && (!pass || p.crf > pass.crf));
-    if (pass && Math.abs(pass.ssim - target) < 0.001) return undefined;
+    const db = (p: Probe) => ssimDb(p.ssim);
+    const pass = mine.filter((p) => db(p) >= target).at(-1);
+    const fail = mine.find((p) => db(p) < target && (!pass || p.crf > pass.crf));
+    if (pass && db(pass) - target < CLOSE_ENOUGH_DB) return undefined;
     let next: number;
     if (pass && fail) {
       if (fail.crf - pass.crf <= 1) return undefined;
-      const t = (pass.ssim - target) / Math.max(pass.ssim - fail.ssim, 1e-6);
+      const t = (db(pass) - target) / Math.max(db(pass) - db(fail), 1e-6);
       next = Math.round(pass.crf + t * (fail.crf - pass.crf));
       next = Math.min(fail.crf - 1, Math.max(pass.crf + 1, next));
     } else {
       const from = (pass ?? fail)!;
-      const step = Math.round((from.ssim - target) / this.#slope(encoder, mine, target));
-      next = from.crf + (step === 0 ? (pass ? 1 : -1) : Math.max(-8, Math.min(8, step)));
+      const step = Math.round((db(from) - target) / this.#slope(encoder, mine, target));
+      next = from.crf +
+        (step === 0 ? (pass ? 1 : -1) : Math.max(-MAX_STEP, Math.min(MAX_STEP, step)));
       next = Math.min(encoder.maxCrf, Math.max(encoder.minCrf, next));
     }
     return mine.some((p) => p.crf === next) ? undefined : next;
@@ -245,8 +291,17 @@ class Search {
 }
 
 /**
+ * SSIM as decibels, `-10·log10(1 − SSIM)` (as ffmpeg prints it): 0.99 → 20 dB, 0.999 → 30 dB.
+ * CRF moves it about linearly, where raw SSIM crowds towards 1.
+ */
+export function ssimDb(ssim: number): number {
+  return -10 * Math.log10(Math.max(1 - ssim, 1e-6));
+}
+
+/**
  * Finds each candidate's best probe. H.264 is searched only when nothing else clearly wins: its
- * anchor probe already tells its size near the target, and each probe costs a sample encode.
+ * anchor probe, moved to the target by the rule of thumb that 6 CRF steps halve x264's size, already
+ * tells its size there, and each probe costs a sample encode.
  */
 async function searchEncoders(
   search: Search,
@@ -257,7 +312,7 @@ async function searchEncoders(
   const chosen: Probe[] = [];
   for (const encoder of encoders) {
     const leader = choose(chosen, target);
-    if (encoder.codec === "h264" && leader && leader.bytes < reference.bytes * 0.8) {
+    if (encoder.codec === "h264" && leader && leader.bytes < h264BytesAt(reference, target) * 0.8) {
       if (reference.ssim >= target) chosen.push(reference);
       continue;
     }
@@ -268,6 +323,13 @@ async function searchEncoders(
     }
   }
   return chosen;
+}
+
+/** Rough size of an x264 encode at `target`, from the anchor probe. */
+function h264BytesAt(reference: Probe, target: number): number {
+  const h264 = ENCODERS.find((e) => e.codec === "h264")!;
+  const steps = Math.max(0, (ssimDb(reference.ssim) - ssimDb(target)) / h264.dbPerCrf);
+  return reference.bytes * 2 ** (-steps / 6);
 }
 
 /** The encoders to try: the request's codec, or AV1 and H.264; WEBM can only take AV1. */
@@ -319,13 +381,18 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
   Object.assign(stats, { codec: pick.codec, crf: pick.crf, ssim: round(pick.ssim) });
 
   const predicted = (pick.bytes / samples.seconds) * ctx.info.duration;
-  if (predicted >= inputBytes * 0.98) return keepInput(ctx, stats, "no encode beats the input");
+  if (predicted >= inputBytes * HOPELESS_RATIO) {
+    return keepInput(ctx, stats, "no encode beats the input");
+  }
 
   const encoder = ENCODERS.find((e) => e.codec === pick.codec)!;
+  const searchSeconds = (performance.now() - started) / 1000;
+  const preset = finalPreset(encoder, pick, ctx.info.duration, searchSeconds);
+  Object.assign(stats, { preset, search_seconds: round(searchSeconds, 2) });
   const output = ctx.files.path(`out.${container}`);
   // deno-fmt-ignore
   await runFfmpeg([
-    ...inputArgs(ctx.input, ctx.demuxer), "-map", `0:${video.index}`, ...encoder.args(pick.crf),
+    ...inputArgs(ctx.input, ctx.demuxer), "-map", `0:${video.index}`, ...encoder.args(pick.crf, preset),
     "-pix_fmt", "yuv420p", "-fps_mode", "passthrough", ...compressAudioArgs(ctx.info, container),
     "-map_metadata", "0", "-map_chapters", "0", ...muxerArgs(container),
     "-fs", String(ctx.maxOutputBytes), output,
@@ -343,6 +410,16 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
   }
   stats.size_ratio = round(outputBytes / inputBytes);
   return { path: output, format: container, stats: { ...stats, kept_input: false } };
+}
+
+/**
+ * The encoder's slower final preset when the whole job still keeps up with realtime with it
+ * (judged by the probe's measured speed), else the probe's own preset.
+ */
+function finalPreset(encoder: Encoder, pick: Probe, duration: number, spent: number): string {
+  const { probe, final, slowdown } = encoder.presets;
+  const finalSeconds = (duration * slowdown) / Math.max(pick.speed, 0.001);
+  return spent + finalSeconds <= duration / MIN_SPEED ? final : probe;
 }
 
 /** Smallest passing candidate that keeps up with realtime; else the fastest passing one. */
