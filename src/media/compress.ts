@@ -1,5 +1,5 @@
 import { MmpError } from "../protocol/errors.ts";
-import { FfmpegError, runFfmpeg } from "./ffmpeg.ts";
+import { FfmpegError, runFfmpeg, runForOutput } from "./ffmpeg.ts";
 import { availableEncoders, type Encoder, ENCODERS } from "./encoders.ts";
 import { inputArgs, type JobContext, type JobOutput, type Operation } from "./operation.ts";
 import { type MediaInfo, probe } from "./probe.ts";
@@ -20,7 +20,7 @@ export const QUALITY_TARGETS: Readonly<
   Record<CompressQuality, { anchorCrf: number; offset: number }>
 > = {
   high: { anchorCrf: 18, offset: 0 },
-  balanced: { anchorCrf: 23, offset: -0.003 },
+  balanced: { anchorCrf: 23, offset: -0.004 },
   small: { anchorCrf: 28, offset: 0 },
 };
 
@@ -44,10 +44,11 @@ const MAX_STEP = 12;
 /** A candidate must encode at least this fast (media seconds per wall second) to be chosen. */
 const MIN_SPEED = 1;
 /**
- * Samples over-weight keyframes, so their size over-predicts the encode: the final encode is skipped
- * only when the prediction is this far above the input (the actual size is always checked).
+ * The samples' size predicts the encode only roughly (their content may not be typical): the final
+ * encode is skipped only when the prediction is this far above the input, and its actual size is
+ * always checked.
  */
-const HOPELESS_RATIO = 1.5;
+const HOPELESS_RATIO = 1.25;
 /** Audio at or below this bitrate in an efficient codec is kept as it is. */
 const EFFICIENT_AUDIO_BPS = 160_000;
 
@@ -62,6 +63,7 @@ export interface Probe {
   codec: Codec;
   crf: number;
   ssim: number;
+  /** Size of the encoded samples, keyframes weighted as in a full encode. */
   bytes: number;
   /** Media seconds encoded per wall-clock second. */
   speed: number;
@@ -121,7 +123,14 @@ interface Samples {
   path: string;
   seconds: number;
   info: MediaInfo;
+  /** How many pieces were joined: each starts with a keyframe the encoder had to place. */
+  pieces: number;
+  /** Keyframes a full encode places in as much video as the samples hold. */
+  keyframes: number;
 }
+
+/** Keyframe interval of the candidates (SVT-AV1 `-g 240`; x264 uses 250), in frames. */
+const GOP_FRAMES = 240;
 
 /** Where the sample pieces start and how long each is, in seconds. */
 export function samplePlan(duration: number): { starts: number[]; length: number } {
@@ -180,7 +189,16 @@ async function extractSamples(ctx: JobContext): Promise<Samples> {
     path,
   ], { ffmpeg: ctx.tools.ffmpeg, signal: ctx.signal });
   const info = await probe(path, { ffprobe: ctx.tools.ffprobe, signal: ctx.signal });
-  return { path, seconds: starts.length * length, info };
+  const seconds = starts.length * length;
+  const duration = Math.max(ctx.info.duration, seconds);
+  const fullEncodeKeyframes = Math.max(1, (duration * (info.video?.frameRate ?? 25)) / GOP_FRAMES);
+  return {
+    path,
+    seconds,
+    info,
+    pieces: starts.length,
+    keyframes: (fullEncodeKeyframes * seconds) / duration,
+  };
 }
 
 /** Searches one encoder's CRF for the smallest encode that reaches the target. */
@@ -216,18 +234,43 @@ class Search {
       height: video.height!,
       signal: this.#ctx.signal,
     });
-    const { size } = await Deno.stat(path);
+    const bytes = await this.#sizeAsInFullEncode(path);
     await Deno.remove(path);
     const result = {
       codec: encoder.codec,
       crf,
       ssim,
-      bytes: size,
+      bytes,
       speed: this.#samples.seconds / Math.max(seconds, 0.001),
     };
     this.probes.push(result);
     this.#onProbe();
     return result;
+  }
+
+  /**
+   * The probe's size with its keyframes counted as a full encode would have them: each sample piece
+   * starts with a forced keyframe, which in 2 s pieces would weigh several times more than in the
+   * video, and more for some encoders than for others. Other keyframes (scene cuts) count in full.
+   */
+  async #sizeAsInFullEncode(path: string): Promise<number> {
+    // deno-fmt-ignore
+    const packets = await runForOutput(this.#ctx.tools.ffprobe, [
+      "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags", "-of", "csv=p=0",
+      ...inputArgs(path),
+    ], this.#ctx.signal);
+    let key = 0, keys = 0, other = 0;
+    for (const line of packets.split("\n")) {
+      const [size, flags] = line.split(",");
+      if (!size) continue;
+      if (flags?.startsWith("K")) {
+        key += Number(size);
+        keys++;
+      } else other += Number(size);
+    }
+    if (keys === 0) return other;
+    const sceneCuts = Math.max(0, keys - this.#samples.pieces);
+    return Math.round(other + (key / keys) * (sceneCuts + this.#samples.keyframes));
   }
 
   /** The highest CRF reaching `target` within the probe budget, or the best quality tried. */

@@ -32,7 +32,7 @@ export const ENCODERS: readonly Encoder[] = [
     codec: "av1",
     encoder: "libsvtav1",
     minCrf: 18,
-    maxCrf: 60,
+    maxCrf: 63,
     startCrf: 38,
     dbPerCrf: 0.25,
     presets: { probe: "10", final: "8", slowdown: 2 },
