@@ -20,7 +20,7 @@ async function generateClips(dir: string, quick: boolean): Promise<Clip[]> {
   const size = quick ? "320x240" : "1280x720";
   const seconds = quick ? 3 : 10;
   const x264 = ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "14", "-pix_fmt", "yuv420p"];
-  const sound = ["-f", "lavfi", "-i", `sine=frequency=330:duration=${seconds}`];
+  const sound = ["-f", "lavfi", "-i", "sine=frequency=330"]; // -shortest ends it with the video
   const clips: [string, string, string[]][] = [
     ["camera-grain.mp4", `testsrc2=size=${size}:rate=30:duration=${seconds},noise=alls=7:allf=t`, [
       ...x264,
@@ -61,6 +61,14 @@ async function generateClips(dir: string, quick: boolean): Promise<Clip[]> {
       ["-c:v", "mpeg4", "-q:v", "3", "-c:a", "libmp3lame", "-b:a", "192k"],
     ],
   ];
+  if (!quick) {
+    // A longer clip shows the search's fixed cost: its share of the time shrinks with length.
+    clips.push([
+      "camera-40s.mp4",
+      `testsrc2=size=${size}:rate=30:duration=40,noise=alls=3:allf=t`,
+      ["-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "aac", "-b:a", "192k"],
+    ]);
+  }
   const out: Clip[] = [];
   for (const [name, source, codecs] of clips) {
     const path = join(dir, name);

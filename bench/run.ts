@@ -13,32 +13,24 @@ import { writeAll } from "../src/protocol/frame_writer.ts";
 import { benchFlags, ffmpeg, machineLine, scratch, writeSection } from "./_common.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const RAW_RECEIVER = fileURLToPath(new URL("./raw_receiver.ts", import.meta.url));
 
-/** The server as users run it: its own process, so its RSS and CPU are its own. */
-async function startServerProcess(storage: string) {
+/**
+ * A listening process that prints `… listening on HOST:PORT` first: the mmp server as users run it,
+ * or the raw receiver. Each in its own process, so its RSS and CPU are its own.
+ */
+async function startListener(args: string[]) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      MAIN,
-      "serve",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--storage",
-      storage,
-      "--max-connections",
-      "4096",
-    ],
+    args: ["run", "-A", ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "null",
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const line = (await reader.read()).value ?? "";
-  const port = Number(/:(\d+)/.exec(line)?.[1]);
+  const port = Number(/listening on [\d.]+:(\d+)/.exec(line)?.[1]);
   reader.releaseLock();
+  if (!port) throw new Error(`no port from ${args.join(" ")}: ${line}`);
   return {
     pid: child.pid,
     port,
@@ -50,9 +42,38 @@ async function startServerProcess(storage: string) {
   };
 }
 
+function startServer(storage: string) {
+  // deno-fmt-ignore
+  return startListener([MAIN, "serve", "--host", "127.0.0.1", "--port", "0", "--storage", storage,
+    "--max-connections", "4096"]);
+}
+
 async function procStatus(pid: number, key: string): Promise<number> {
   const text = await Deno.readTextFile(`/proc/${pid}/status`);
   return Number(new RegExp(`${key}:\\s+(\\d+)`).exec(text)?.[1] ?? 0) * 1024;
+}
+
+/**
+ * Peak RSS of the CLI client uploading `file` (hashing it first), sampled while it runs: the file is
+ * not media, so the server refuses the job after the upload and the client exits.
+ */
+async function clientPeakRss(file: string, port: number, dir: string): Promise<number> {
+  const child = new Deno.Command(Deno.execPath(), {
+    // deno-fmt-ignore
+    args: ["run", "-A", MAIN, "convert", file, "--to", "mp3", "--server", `127.0.0.1:${port}`,
+      "--output", join(dir, "client.mp3"), "--poll", "1s"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let peak = 0;
+  let running = true;
+  child.status.then(() => running = false);
+  while (running) {
+    peak = Math.max(peak, await procStatus(child.pid, "VmRSS").catch(() => 0));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return peak;
 }
 
 /** User+system CPU seconds of a process itself and of its waited-for children. */
@@ -61,37 +82,6 @@ async function cpuTimes(pid: number): Promise<{ self: number; children: number }
   const tick = 100;
   const n = (i: number) => Number(fields[i - 3]);
   return { self: (n(14) + n(15)) / tick, children: (n(16) + n(17)) / tick };
-}
-
-/** A minimal receiver: read into a 1 MiB buffer, write to a file in the same directory. */
-function rawReceiver(dir: string) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let total = 0;
-  const loop = (async () => {
-    for await (const conn of listener) {
-      (async () => {
-        const path = join(dir, `raw-${crypto.randomUUID()}`);
-        using file = await Deno.open(path, { write: true, createNew: true });
-        const buf = new Uint8Array(1 << 20);
-        try {
-          for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
-            await writeAll(file, buf.subarray(0, n));
-            total += n;
-          }
-        } catch { /* reset */ }
-        conn.close();
-        await Deno.remove(path).catch(() => {});
-      })();
-    }
-  })();
-  return {
-    port: listener.addr.port,
-    received: () => total,
-    async close() {
-      listener.close();
-      await loop.catch(() => {});
-    },
-  };
 }
 
 async function sendFile(port: number, path: string, head?: Uint8Array): Promise<number> {
@@ -116,8 +106,13 @@ async function sendFile(port: number, path: string, head?: Uint8Array): Promise<
   return (performance.now() - started) / 1000;
 }
 
+/** Size of each mixed-load upload. */
+function junkBytes(quick: boolean): number {
+  return quick ? 16 * 2 ** 20 : 512 * 2 ** 20;
+}
+
 async function bigFile(dir: string, bytes: number): Promise<string> {
-  const path = join(dir, "big.bin");
+  const path = join(dir, `big-${bytes}.bin`);
   using file = await Deno.open(path, { write: true, create: true });
   const chunk = new Uint8Array(1 << 24).fill(7);
   for (let left = bytes; left > 0; left -= chunk.length) {
@@ -169,8 +164,8 @@ if (import.meta.main) {
   await using dir = await scratch();
   const storage = join(dir.path, "storage");
   await Deno.mkdir(storage);
-  const server = await startServerProcess(storage);
-  const raw = rawReceiver(storage);
+  const server = await startServer(storage);
+  const raw = await startListener([RAW_RECEIVER, storage]);
   const rows: [string, string, string, string][] = [];
   const add = (name: string, value: string, baseline: string, target: string) => {
     rows.push([name, value, baseline, target]);
@@ -202,6 +197,13 @@ if (import.meta.main) {
       `${(peak / 1e6).toFixed(0)} MB`,
       "—",
       "≤ 100 MB",
+    );
+    const client = await clientPeakRss(file, server.port, dir.path);
+    add(
+      `3b. client (\`mmp convert\`) peak RSS through the same ${gib.toFixed(2)} GiB upload`,
+      `${(client / 1e6).toFixed(0)} MB`,
+      "sampled every 50 ms",
+      "constant in size",
     );
     await Deno.remove(file);
 
@@ -279,7 +281,6 @@ if (import.meta.main) {
       "aac",
       small,
     ]);
-    const before = await cpuTimes(server.pid);
     const times = await Promise.all(Array.from({ length: fanIn }, async (_, i) => {
       const started = performance.now();
       await runJob({
@@ -293,19 +294,53 @@ if (import.meta.main) {
       });
       return (performance.now() - started) / 1000;
     }));
-    const after = await cpuTimes(server.pid);
     add(
       `4. fan-in: ${fanIn} clients from ${fanIn} IPs`,
       `${times.length}/${fanIn} succeeded`,
       `p50 ${percentile(times, 50).toFixed(2)} s, p99 ${percentile(times, 99).toFixed(2)} s`,
       "all succeed",
     );
+
+    // 5: ffmpeg's share of the service's CPU under mixed load: two encodes and, meanwhile,
+    // four clients uploading (their files are not media, so each job ends at the probe).
+    const movie = join(dir.path, "movie.mp4");
+    // deno-fmt-ignore
+    await ffmpeg(["-f", "lavfi", "-i", `testsrc2=size=1280x720:duration=${quick ? 2 : 20}`,
+      "-c:v", "libx264", "-preset", "ultrafast", movie]);
+    const junk = await bigFile(dir.path, junkBytes(quick));
+    const before = await cpuTimes(server.pid);
+    await Promise.all([
+      ...[1, 2].map((i) =>
+        runJob({
+          hostname: "127.0.0.1",
+          port: server.port,
+          localAddress: `127.0.6.${i}`,
+          request: { op: "resize", resolution: "480p" },
+          input: movie,
+          output: join(dir.path, `encode-${i}.mp4`),
+          pollMs: 1000,
+        })
+      ),
+      ...[1, 2, 3, 4].map((i) =>
+        runJob({
+          hostname: "127.0.0.1",
+          port: server.port,
+          localAddress: `127.0.7.${i}`,
+          request: { op: "audio" },
+          input: junk,
+          output: join(dir.path, `junk-${i}.mp3`),
+        }).catch(() => {})
+      ),
+    ]);
+    const after = await cpuTimes(server.pid);
     const ffmpegCpu = after.children - before.children;
     const serverCpu = after.self - before.self;
     add(
-      "5. ffmpeg's share of the service's CPU (fan-in load)",
+      "5. ffmpeg's share of the service's CPU (2 encodes + 4 concurrent uploads)",
       `**${((100 * ffmpegCpu) / (ffmpegCpu + serverCpu)).toFixed(0)} %**`,
-      `ffmpeg ${ffmpegCpu.toFixed(1)} s, server ${serverCpu.toFixed(1)} s`,
+      `ffmpeg ${ffmpegCpu.toFixed(1)} s, server ${serverCpu.toFixed(1)} s (${
+        ((4 * junkBytes(quick)) / 2 ** 30).toFixed(1)
+      } GiB received)`,
       "≥ 85 %",
     );
     add(
@@ -315,7 +350,7 @@ if (import.meta.main) {
       "no overflow or drift",
     );
   } finally {
-    await raw.close();
+    await raw.stop();
     await server.stop();
   }
   if (!quick) {

@@ -1,4 +1,5 @@
 /** Helpers for end-to-end tests: generated media, a real server on port 0, raw MMP connections. */
+import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { type MmpServer, serve, type ServeOptions } from "../src/server/server.ts";
 import { type ClientConn, connectTo } from "../src/client/socket.ts";
@@ -163,15 +164,79 @@ export class RawClient implements Disposable {
   }
 }
 
-/** PIDs of ffmpeg processes started by this test process. */
-export async function ffmpegChildren(): Promise<string[]> {
+/** Process ids `pgrep ARGS` lists. */
+async function pgrep(args: string[]): Promise<string[]> {
   const { stdout } = await new Deno.Command("pgrep", {
-    args: ["-P", String(Deno.pid), "ffmpeg"],
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "null",
   }).output();
   return new TextDecoder().decode(stdout).split("\n").filter(Boolean);
+}
+
+/** ffmpeg processes this test process started (the in-process servers' jobs). */
+export function ffmpegChildren(parent = Deno.pid): Promise<string[]> {
+  return pgrep(["-P", String(parent), "ffmpeg"]);
+}
+
+/** ffmpeg processes whose command line mentions `text` (e.g. a storage directory), any parent. */
+export function ffmpegUsing(text: string): Promise<string[]> {
+  return pgrep(["-f", `^\\S*ffmpeg .*${text.replace(/[^\w/.-]/g, ".")}`]);
+}
+
+/** `mmp serve` as its own process, started the way a user starts it. */
+export interface ServerProcess extends AsyncDisposable {
+  child: Deno.ChildProcess;
+  port: number;
+  /** Resolves when the process has ended, with its exit code and everything it wrote to stderr. */
+  ended(): Promise<{ code: number; stderr: string }>;
+}
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+
+/** Starts `deno run main.ts serve` on a free loopback port; SIGKILLed on dispose if still running. */
+export async function spawnServer(storageDir: string): Promise<ServerProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    // deno-fmt-ignore
+    args: ["run", ...(await buildPermissions()), MAIN, "serve", "--port", "0", "--host", "127.0.0.1",
+      "--storage", storageDir],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const first = (await lines.read()).value ?? "";
+  const drained = (async () => {
+    while (!(await lines.read()).done);
+  })();
+  let ending: Promise<{ code: number; stderr: string }> | undefined;
+  const ended = () =>
+    ending ??= Promise.all([child.status, stderr, drained]).then(([status, text]) => ({
+      code: status.code,
+      stderr: text,
+    }));
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already ended */ }
+  };
+  const port = Number(/^mmp listening on 127\.0\.0\.1:(\d+)/.exec(first)?.[1]);
+  if (!port) {
+    kill();
+    throw new Error(`mmp serve did not start: ${first} ${(await ended()).stderr}`);
+  }
+  return {
+    child,
+    port,
+    ended,
+    async [Symbol.asyncDispose]() {
+      kill();
+      await ended();
+    },
+  };
 }
 
 /** A temporary directory for one test's media, removed on dispose. */

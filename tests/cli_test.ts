@@ -6,6 +6,7 @@ import {
   listDir,
   makeMedia,
   probeFile,
+  spawnServer,
   startServer,
   tempDir,
 } from "./_helpers.ts";
@@ -119,31 +120,12 @@ Deno.test("usage errors exit 2, connection failures exit 3, --help exits 0", asy
 
 Deno.test("mmp serve prints its address and stops cleanly on SIGTERM", async () => {
   await using dir = await tempDir();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...PERMISSIONS,
-      MAIN,
-      "serve",
-      "--port",
-      "0",
-      "--host",
-      "127.0.0.1",
-      "--storage",
-      dir.path,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const first = await reader.read();
-  assert.match(first.value ?? "", /^mmp listening on 127\.0\.0\.1:\d+/);
-  child.kill("SIGTERM");
-  const status = await child.status;
-  await reader.cancel();
-  await child.stderr.cancel();
-  assert.equal(status.code, 0);
+  await using server = await spawnServer(dir.path);
+  assert.ok(server.port > 0);
+  server.child.kill("SIGTERM");
+  const { code, stderr } = await server.ended();
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /stopping/);
 });
 
 Deno.test("every client verb runs end to end from the command line", async (t) => {

@@ -8,11 +8,14 @@ import { encodeFrameHead, encodeHeader } from "../src/protocol/frame.ts";
 import { serve } from "../src/server/server.ts";
 import {
   eventually,
+  ffmpeg,
   ffmpegChildren,
+  ffmpegUsing,
   join,
   listDir,
   makeMedia,
   RawClient,
+  spawnServer,
   startServer,
   storageSettles,
   tempDir,
@@ -265,7 +268,23 @@ Deno.test("resource abuse is refused or bounded", async (t) => {
       duration: 900,
       codecArgs: ["-c:a", "flac"],
     });
+    // Real bombs against the default limits: a 0.7 MB file of 16000x16000 frames (384 MB each
+    // decoded), and 4 hours of tiny frames in a few hundred KB.
+    const huge = await makeMedia(join(dir.path, "huge.mp4"), {
+      audio: false,
+      duration: 0.04,
+      size: "16000x16000",
+      codecArgs: ["-frames:v", "1", "-c:v", "libx264", "-preset", "ultrafast"],
+    });
+    const hours = await makeMedia(join(dir.path, "hours.mkv"), {
+      audio: false,
+      duration: 4 * 3600 + 60,
+      size: "16x16",
+      rate: 1,
+    });
     const cases: [object, string, string, RegExp][] = [
+      [{}, huge, "TOO_LARGE", /16000x16000/],
+      [{}, hours, "TOO_LARGE", /lasts 14460 s/],
       [{ maxPixels: 100 * 100 }, big, "TOO_LARGE", /320x240/],
       [{ maxDurationSeconds: 1 }, big, "TOO_LARGE", /lasts 2 s/],
       [{ maxJobSeconds: 1 }, long, "TIMEOUT", /limit of 1 s/],
@@ -349,7 +368,9 @@ Deno.test("uploads that reference other files or URLs are refused and open nothi
   const secret = join(dir.path, "secret.txt");
   await Deno.writeTextFile(secret, "TOP-SECRET-42");
   const secretVideo = await makeMedia(join(dir.path, "secret.mp4"), { duration: 1, size: "96x64" });
-  const uploads: [string, string, string][] = [
+  const png = join(dir.path, "frame.png");
+  await ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=96x64", "-frames:v", "1", png]);
+  const uploads: [string, string, string | Uint8Array][] = [
     [
       "HLS playlist",
       "mp4",
@@ -367,6 +388,8 @@ Deno.test("uploads that reference other files or URLs are refused and open nothi
       `v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=video 5004 RTP/AVP 96\na=rtpmap:96 H264/90000\n`,
     ],
     ["ffmetadata", "mkv", `;FFMETADATA1\ntitle=${secret}\n`],
+    ["SRT subtitles", "mkv", `1\n00:00:00,000 --> 00:00:01,000\nfile:${secret} ${http.url}\n`],
+    ["a PNG image (image2 and its sequence patterns)", "mp4", await Deno.readFile(png)],
   ];
   for (const [name, media, text] of uploads) {
     await t.step(name, async () => {
@@ -377,7 +400,7 @@ Deno.test("uploads that reference other files or URLs are refused and open nothi
         }]
       ) {
         using client = await RawClient.open(srv.port);
-        const bytes = encoder.encode(text);
+        const bytes = typeof text === "string" ? encoder.encode(text) : text;
         await client.sendHead(request, media, bytes.length);
         await client.send(bytes);
         assert.equal((await client.nextFrame())?.json.type, "accepted");
@@ -440,6 +463,61 @@ Deno.test("faults: disconnects at every stage free everything at once", async (t
     assert.ok(await eventually(() => big.logs.some((l) => /client disconnected|ok$/.test(l))));
     await assertHealthy(big, normal);
     await assertHealthy(srv, normal);
+  });
+});
+
+Deno.test("signals mid-job: SIGTERM stops cleanly, SIGKILL's leftovers go at the next start", async (t) => {
+  await using dir = await tempDir();
+  const storage = join(dir.path, "storage");
+  await Deno.mkdir(storage);
+  // An hour of audio: its MP3 encode outlives every wait below unless it is stopped.
+  const hour = await Deno.readFile(
+    await makeMedia(join(dir.path, "hour.mkv"), {
+      video: false,
+      duration: 3600,
+      codecArgs: ["-c:a", "flac", "-compression_level", "0"],
+    }),
+  );
+  const startJob = async (port: number) => {
+    const client = await RawClient.open(port);
+    await client.sendHead({ op: "audio" }, "mkv", hour.length);
+    await client.send(hour);
+    assert.equal((await client.nextFrame())?.json.type, "accepted");
+    assert.ok(await eventually(async () => (await ffmpegUsing(storage)).length > 0));
+    return client;
+  };
+  await t.step(
+    "SIGTERM: SHUTTING_DOWN to the client, ffmpeg stopped, files deleted, exit 0",
+    async () => {
+      await using server = await spawnServer(storage);
+      using client = await startJob(server.port);
+      server.child.kill("SIGTERM");
+      assert.equal((await client.nextFrame())?.json.code, "SHUTTING_DOWN");
+      const { code, stderr } = await server.ended();
+      assert.equal(code, 0, stderr);
+      assert.deepEqual(await ffmpegUsing(storage), []);
+      assert.deepEqual(await listDir(storage), []);
+    },
+  );
+  await t.step("SIGKILL: ffmpeg stops by itself, the next start removes the files", async () => {
+    const crashed = await spawnServer(storage);
+    using _client = await startJob(crashed.port);
+    crashed.child.kill("SIGKILL");
+    await crashed.ended();
+    // ffmpeg's progress pipe broke with the server; it exits at its next write.
+    assert.ok(await eventually(async () => (await ffmpegUsing(storage)).length === 0, 15_000));
+    assert.notDeepEqual(await listDir(storage), [], "the crash should have left files");
+    await using restarted = await spawnServer(storage);
+    assert.deepEqual(await listDir(storage), []);
+    const normal = await makeMedia(join(dir.path, "normal.mp4"), { duration: 1, size: "96x64" });
+    const result = await runJob({
+      hostname: "127.0.0.1",
+      port: restarted.port,
+      request: { op: "audio" },
+      input: normal,
+      output: join(dir.path, "normal.mp3"),
+    });
+    assert.ok(result.size > 0);
   });
 });
 

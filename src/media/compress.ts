@@ -41,6 +41,11 @@ const MAX_PROBES = 4;
 const CLOSE_ENOUGH_DB = 0.03;
 /** Largest single CRF step while the target is not yet bracketed. */
 const MAX_STEP = 12;
+/**
+ * The slower final preset is used only when the job's estimated time stays under this share of
+ * realtime: audio, muxing and the transfers come on top, and the speed estimate is rough.
+ */
+const FINAL_MARGIN = 0.8;
 /** A candidate must encode at least this fast (media seconds per wall second) to be chosen. */
 const MIN_SPEED = 1;
 /**
@@ -462,7 +467,7 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
 function finalPreset(encoder: Encoder, pick: Probe, duration: number, spent: number): string {
   const { probe, final, slowdown } = encoder.presets;
   const finalSeconds = (duration * slowdown) / Math.max(pick.speed, 0.001);
-  return spent + finalSeconds <= duration / MIN_SPEED ? final : probe;
+  return spent + finalSeconds <= (duration / MIN_SPEED) * FINAL_MARGIN ? final : probe;
 }
 
 /** Smallest passing candidate that keeps up with realtime; else the fastest passing one. */

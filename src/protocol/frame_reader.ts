@@ -26,6 +26,8 @@ const lenientDecoder = new TextDecoder("utf-8");
 
 /** Payload bytes are read straight into a buffer of this size, allocated only for a payload. */
 const BULK_SIZE = 1 << 20;
+/** Gathered payload bytes go to the sink once this many are in the buffer (or the payload ends). */
+const FLUSH_SIZE = BULK_SIZE / 2;
 
 /** Options of {@linkcode FrameReader}. */
 export interface FrameReaderOptions {
@@ -145,14 +147,21 @@ export class FrameReader {
       left -= buffered;
     }
     if (left === 0) return;
-    // The rest bypasses the small buffer: one large read per chunk, no copying.
+    // The rest bypasses the small buffer and reads straight into a large one. Reads are gathered
+    // until half of it is full: many small packets become one sink call (one file write).
     const bulk = this.#bulk ??= new Uint8Array(BULK_SIZE);
     try {
+      let filled = 0;
       while (left > 0) {
-        const n = await this.#source.read(bulk.subarray(0, Math.min(left, bulk.length)));
+        const room = bulk.subarray(filled, filled + Math.min(left, bulk.length - filled));
+        const n = await this.#source.read(room);
         if (n === null) throw new TruncatedFrameError("payload");
-        await sink(bulk.subarray(0, n));
+        filled += n;
         left -= n;
+        if (filled >= FLUSH_SIZE || left === 0) {
+          await sink(bulk.subarray(0, filled));
+          filled = 0;
+        }
       }
     } finally {
       this.#bulk = undefined; // idle connections hold only the small buffer
