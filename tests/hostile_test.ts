@@ -505,7 +505,7 @@ Deno.test("signals mid-job: SIGTERM stops cleanly, SIGKILL's leftovers go at the
     crashed.child.kill("SIGKILL");
     await crashed.ended();
     // ffmpeg's progress pipe broke with the server; it exits at its next write.
-    assert.ok(await eventually(async () => (await ffmpegUsing(storage)).length === 0, 15_000));
+    assert.ok(await eventually(async () => (await ffmpegUsing(storage)).length === 0, 20_000));
     assert.notDeepEqual(await listDir(storage), [], "the crash should have left files");
     await using restarted = await spawnServer(storage);
     assert.deepEqual(await listDir(storage), []);
