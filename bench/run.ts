@@ -233,31 +233,28 @@ if (import.meta.main) {
     // 6: protocol overhead of an mp3 job against the same ffmpeg command run directly.
     const clip = join(dir.path, "talk.mkv");
     await ffmpeg(["-f", "lavfi", "-i", `sine=duration=${quick ? 30 : 600}`, "-c:a", "flac", clip]);
-    const direct = performance.now();
-    await ffmpeg([
-      "-i",
-      clip,
-      "-map",
-      "0:0",
-      "-c:a",
-      "libmp3lame",
-      "-q:a",
-      "2",
-      join(dir.path, "direct.mp3"),
-    ]);
-    const directSeconds = (performance.now() - direct) / 1000;
-    const viaMmp = performance.now();
-    await runJob({
-      hostname: "127.0.0.1",
-      port: server.port,
-      request: { op: "audio" },
-      input: clip,
-      output: join(dir.path, "mmp.mp3"),
-      pollMs: 60_000,
-    });
-    const mmpJobSeconds = (performance.now() - viaMmp) / 1000;
+    // Best of three alternating rounds each: a fixed cost of a fraction of a second is what is
+    // measured, and one noisy round on a shared machine would swamp it.
+    let directSeconds = Infinity, mmpJobSeconds = Infinity;
+    for (let round = 0; round < 3; round++) {
+      const direct = performance.now();
+      // deno-fmt-ignore
+      await ffmpeg(["-i", clip, "-map", "0:0", "-c:a", "libmp3lame", "-q:a", "2",
+        join(dir.path, `direct-${round}.mp3`)]);
+      directSeconds = Math.min(directSeconds, (performance.now() - direct) / 1000);
+      const viaMmp = performance.now();
+      await runJob({
+        hostname: "127.0.0.1",
+        port: server.port,
+        request: { op: "audio" },
+        input: clip,
+        output: join(dir.path, `mmp-${round}.mp3`),
+        pollMs: 60_000,
+      });
+      mmpJobSeconds = Math.min(mmpJobSeconds, (performance.now() - viaMmp) / 1000);
+    }
     add(
-      "6. mp3 job end to end vs ffmpeg alone",
+      "6. mp3 job end to end vs ffmpeg alone (best of 3 each)",
       `${mmpJobSeconds.toFixed(2)} s`,
       `ffmpeg ${directSeconds.toFixed(2)} s → ratio **${
         (mmpJobSeconds / directSeconds).toFixed(2)
