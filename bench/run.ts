@@ -3,7 +3,7 @@
  * baseline measured in the same run (these machines are shared and noisy) or a count.
  * The full run writes docs/benchmarks.md; `--quick` (CI) runs every figure small and writes nothing.
  */
-import { createConnection } from "node:net";
+import { createConnection, type Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runJob } from "../src/client/client.ts";
@@ -121,6 +121,23 @@ async function bigFile(dir: string, bytes: number): Promise<string> {
   return path;
 }
 
+/** Distinct loopback addresses 127.0.10.1, 127.0.10.2, … for the flood. */
+function floodAddress(i: number): string {
+  return `127.0.${10 + Math.floor(i / 250)}.${(i % 250) + 1}`;
+}
+
+/** A connection that sends 4 of the 8 header bytes and then waits. */
+function halfHeader(port: number, localAddress: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: "127.0.0.1", port, localAddress });
+    socket.on("error", reject);
+    socket.on("connect", () => {
+      socket.write(new Uint8Array([0, 16, 3, 0]));
+      resolve(socket);
+    });
+  });
+}
+
 /** 16+ clients on distinct loopback IPs writing 1,400-byte packets with TCP_NODELAY. */
 async function packetRate(
   port: number,
@@ -175,10 +192,10 @@ if (import.meta.main) {
     // 1 + 3: upload throughput against the raw copy, and the server's peak RSS through it.
     const size = quick ? 64 * 2 ** 20 : 4 * 2 ** 30;
     const file = await bigFile(dir.path, size);
-    // Alternating rounds, each after a `sync`, best of each: the disk's write-back of the previous
+    // Three alternating rounds, each after a `sync`, best of each: the disk's write-back of the previous
     // run (or of making the file) must not land on one side only.
     let rawSeconds = Infinity, mmpSeconds = Infinity;
-    for (let round = 0; round < 2; round++) {
+    for (let round = 0; round < 3; round++) {
       await new Deno.Command("sync").output();
       rawSeconds = Math.min(rawSeconds, await sendFile(raw.port, file));
       await new Deno.Command("sync").output();
@@ -210,6 +227,24 @@ if (import.meta.main) {
       "constant in size",
     );
     await Deno.remove(file);
+
+    // 3c: a flood from many IPs, each connection stopping halfway through its header.
+    const flood = quick ? 100 : 1000;
+    const idleRss = await procStatus(server.pid, "VmRSS");
+    const sockets = await Promise.all(
+      Array.from({ length: flood }, (_, i) => halfHeader(server.port, floodAddress(i))),
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    const floodRss = await procStatus(server.pid, "VmRSS");
+    for (const socket of sockets) socket.destroy();
+    add(
+      `3c. server RSS with ${flood} connections from ${flood} IPs, each mid-header`,
+      `${(floodRss / 1e6).toFixed(0)} MB`,
+      `idle ${(idleRss / 1e6).toFixed(0)} MB → ${
+        ((floodRss - idleRss) / flood / 1024).toFixed(1)
+      } KiB per connection`,
+      "bounded (and --max-connections)",
+    );
 
     // 2: packets per second absorbed, next to the raw receiver.
     const clients = 16;

@@ -26,12 +26,17 @@ const lenientDecoder = new TextDecoder("utf-8");
 
 /** Payload bytes are read straight into a buffer of this size, allocated only for a payload. */
 const BULK_SIZE = 1 << 20;
+/**
+ * The head buffer starts small and grows (to `bufferSize`) only for a large JSON: a thousand
+ * connections waiting mid-header then hold 4 MiB, not 64.
+ */
+const INITIAL_SIZE = 4096;
 /** Gathered payload bytes go to the sink once this many are in the buffer (or the payload ends). */
 const FLUSH_SIZE = BULK_SIZE / 2;
 
 /** Options of {@linkcode FrameReader}. */
 export interface FrameReaderOptions {
-  /** Size of the buffer for headers, JSON and media types. Default 64 KiB + 8. */
+  /** Largest buffer for headers, JSON and media types. Default 64 KiB + 8. */
   bufferSize?: number;
 }
 
@@ -49,13 +54,15 @@ export interface FrameReaderOptions {
 export class FrameReader {
   #source: ByteSource;
   #buf: Uint8Array;
+  #max: number;
   #bulk: Uint8Array | undefined;
   #start = 0;
   #end = 0;
 
   constructor(source: ByteSource, options: FrameReaderOptions = {}) {
     this.#source = source;
-    this.#buf = new Uint8Array(options.bufferSize ?? 65536 + 8);
+    this.#max = options.bufferSize ?? 65536 + 8;
+    this.#buf = new Uint8Array(Math.min(INITIAL_SIZE, this.#max));
   }
 
   /** Bytes received but not consumed yet. */
@@ -79,13 +86,23 @@ export class FrameReader {
 
   /** Exactly `size` bytes (at most the buffer size), copied out of the buffer. */
   async readExact(size: number, what = "frame"): Promise<Uint8Array> {
-    if (size > this.#buf.length) throw new FrameError(`Cannot read frame: ${what} is too large`);
+    if (size > this.#max) throw new FrameError(`Cannot read frame: ${what} is too large`);
+    if (size > this.#buf.length) this.#grow(size);
     while (this.buffered < size) {
       if (!(await this.#fill())) throw new TruncatedFrameError(what);
     }
     const out = this.#buf.slice(this.#start, this.#start + size);
     this.#start += size;
     return out;
+  }
+
+  /** A larger buffer (up to the maximum) holding the unconsumed bytes at its start. */
+  #grow(size: number): void {
+    const next = new Uint8Array(Math.min(this.#max, Math.max(size, this.#buf.length * 2)));
+    next.set(this.#buf.subarray(this.#start, this.#end));
+    this.#end -= this.#start;
+    this.#start = 0;
+    this.#buf = next;
   }
 
   /** The next header, or null when the stream ends cleanly between frames. */

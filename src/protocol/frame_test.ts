@@ -78,6 +78,26 @@ Deno.test("a frame split into one-byte reads decodes the same", async () => {
   }
 });
 
+Deno.test("a JSON near the 64 KiB limit grows the head buffer; a small one after it still fits", async () => {
+  const big = { op: "audio", pad: "x".repeat(65_000) };
+  const frames = concat(
+    encodeFrameHead({ type: "status", i: 1 }),
+    encodeFrameHead(big, "mp4", 2),
+    new Uint8Array([1, 2]),
+    encodeFrameHead({ type: "status", i: 3 }),
+  );
+  for (const step of [7, 70_000]) {
+    const reader = new FrameReader(sourceOf(frames, step));
+    assert.equal((await reader.readFrameHead())?.json.i, 1);
+    const head = await reader.readFrameHead();
+    assert.deepEqual(head?.json, big);
+    const payload: number[] = [];
+    await reader.copyPayload(2, (c) => void payload.push(...c));
+    assert.deepEqual(payload, [1, 2]);
+    assert.equal((await reader.readFrameHead())?.json.i, 3);
+  }
+});
+
 Deno.test("several frames back to back decode in order", async () => {
   const frames = concat(
     encodeFrameHead({ type: "status", i: 1 }),
