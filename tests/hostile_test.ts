@@ -365,9 +365,14 @@ Deno.test("uploads that reference other files or URLs are refused and open nothi
   await using srv = await startServer();
   await using http = trap();
   const normal = await makeMedia(join(dir.path, "normal.mp4"), { duration: 1, size: "96x64" });
-  const secret = join(dir.path, "secret.txt");
-  await Deno.writeTextFile(secret, "TOP-SECRET-42");
-  const secretVideo = await makeMedia(join(dir.path, "secret.mp4"), { duration: 1, size: "96x64" });
+  // The "secret" files are named pipes: opening one for reading is recorded.
+  await using secretFile = await pipeTrap(join(dir.path, "secret.txt"));
+  await using secretMovie = await pipeTrap(join(dir.path, "secret.mp4"));
+  const [secret, secretVideo] = [secretFile.path, secretMovie.path];
+  const nothingOpened = () => {
+    assert.equal(http.hits(), 0, "the HTTP trap was contacted");
+    assert.ok(!secretFile.opened() && !secretMovie.opened(), "a secret file was opened");
+  };
   const png = join(dir.path, "frame.png");
   await ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=96x64", "-frames:v", "1", png]);
   const uploads: [string, string, string | Uint8Array][] = [
@@ -409,11 +414,100 @@ Deno.test("uploads that reference other files or URLs are refused and open nothi
         assert.equal(reply?.json.code, "PROCESSING_FAILED");
         assert.doesNotMatch(JSON.stringify(reply?.json), /TOP-SECRET|\/tmp\/|ffmpeg version/);
       }
-      assert.equal(http.hits(), 0, "the trap was contacted");
+      nothingOpened();
       await assertHealthy(srv, normal);
     });
   }
+  await t.step("MP4 data references to other files are not followed", async () => {
+    const own = await Deno.readFile(
+      await makeMedia(join(dir.path, "own.mp4"), { duration: 1, size: "96x64" }),
+    );
+    for (const target of [secretVideo, secret]) {
+      const input = join(dir.path, "dref.mp4");
+      await Deno.writeFile(input, externalDataReferences(own, target));
+      const outcome = await runJob({
+        hostname: "127.0.0.1",
+        port: srv.port,
+        request: { op: "audio" },
+        input,
+        output: join(dir.path, `dref-${crypto.randomUUID()}.mp3`),
+      }).then(() => "result", (err) => {
+        assert.doesNotMatch(err.message, /secret|\/tmp\//);
+        return err.code;
+      });
+      // The tracks say their samples are elsewhere; ffmpeg does not go there (drefs stay off), so
+      // the job fails or yields what the upload itself holds.
+      assert.ok(["result", "PROCESSING_FAILED"].includes(outcome), outcome);
+    }
+    nothingOpened();
+    await assertHealthy(srv, normal);
+  });
 });
+
+/** A named pipe at `path` that records whether anything opened it for reading. */
+async function pipeTrap(path: string) {
+  const made = await new Deno.Command("mkfifo", { args: [path], stdin: "null" }).output();
+  assert.ok(made.success, "mkfifo failed");
+  let opened = false;
+  // Opening the write end completes only once a reader opens the other end.
+  const writer = Deno.open(path, { write: true }).then((file) => {
+    opened = true;
+    file.close(); // the reader sees an empty file
+  });
+  return {
+    path,
+    opened: () => opened,
+    async [Symbol.asyncDispose]() {
+      if (!opened) (await Deno.open(path, { read: true })).close(); // releases the writer
+      await writer;
+      await Deno.remove(path);
+    },
+  };
+}
+
+/** An MP4 box: 32-bit size, type, body. */
+function box(type: string, body: Uint8Array): Uint8Array {
+  const head = new Uint8Array(8);
+  new DataView(head.buffer).setUint32(0, 8 + body.length);
+  head.set(encoder.encode(type), 4);
+  return concat(head, body);
+}
+
+/**
+ * Rewrites every track's data reference (`dref`) so it says the samples live in another file: a
+ * Mac alias record (`alis`, the one kind ffmpeg's MOV demuxer can follow, with `enable_drefs`) holding
+ * `path` as an absolute path. The `moov` of ffmpeg's MP4 follows `mdat`, so no sample offset moves.
+ */
+function externalDataReferences(mp4: Uint8Array, path: string): Uint8Array {
+  const containers = new Set(["moov", "trak", "mdia", "minf", "dinf"]);
+  const name = encoder.encode(path.replaceAll("/", ":"));
+  const record = new Uint8Array(4 + name.length + (name.length % 2));
+  new DataView(record.buffer).setUint16(0, 2); // type 2: absolute path
+  new DataView(record.buffer).setUint16(2, name.length);
+  record.set(name, 4);
+  // 150 bytes of alias header (volume, file name, levels: unused here), the path, the end mark.
+  const alias = concat(
+    new Uint8Array(4),
+    new Uint8Array(150),
+    record,
+    new Uint8Array([255, 255, 0, 0]),
+  );
+  const entries = concat(new Uint8Array([0, 0, 0, 0, 0, 0, 0, 1]), box("alis", alias));
+  const rewrite = (bytes: Uint8Array): Uint8Array => {
+    const boxes: Uint8Array[] = [];
+    for (let offset = 0; offset + 8 <= bytes.length;) {
+      const size = new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0);
+      const type = new TextDecoder().decode(bytes.subarray(offset + 4, offset + 8));
+      const body = bytes.subarray(offset + 8, offset + size);
+      if (containers.has(type)) boxes.push(box(type, rewrite(body)));
+      else if (type === "dref") boxes.push(box(type, entries));
+      else boxes.push(bytes.subarray(offset, offset + size));
+      offset += size;
+    }
+    return concat(...boxes);
+  };
+  return rewrite(mp4);
+}
 
 Deno.test("faults: disconnects at every stage free everything at once", async (t) => {
   await using dir = await tempDir();
