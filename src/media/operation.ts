@@ -68,6 +68,8 @@ export function inputArgs(path: string, demuxer?: string): string[] {
     "-protocol_whitelist", "file",
     "-format_whitelist", SAFE_DEMUXERS.join(","),
     ...(demuxer ? ["-f", demuxer] : []),
+    // MOV can point its tracks at other files; off by default, and said so where it matters.
+    ...(demuxer === "mov" ? ["-enable_drefs", "0", "-use_absolute_path", "0"] : []),
     "-i", `file:${path}`,
   ];
 }
