@@ -176,3 +176,32 @@ Deno.test("compress returns the input itself when nothing beats it", async () =>
     assert.deepEqual(await Deno.readFile(output), await Deno.readFile(input));
   }
 });
+
+Deno.test("compress crops an odd-sided video to even sides instead of failing", async () => {
+  await using dir = await tempDir();
+  await using srv = await startServer();
+  const input = join(dir.path, "odd.mkv");
+  // deno-fmt-ignore
+  await ffmpeg(["-f", "lavfi", "-i", "testsrc=size=319x239:rate=25:duration=2",
+    "-pix_fmt", "rgb24", "-c:v", "ffv1", input]);
+  const output = join(dir.path, "odd-small.mkv");
+  const result = await runJob({
+    hostname: "127.0.0.1",
+    port: srv.port,
+    request: { op: "compress" },
+    input,
+    output,
+  });
+  assert.equal(result.stats.kept_input, false, String(result.stats.reason));
+  const video = (await probeFile(output)).video!;
+  assert.deepEqual([video.width, video.height], [318, 238]);
+  assert.equal(await frameCount(output), await frameCount(input));
+  // Scored on the same crop, the encode is as good as the search measured.
+  const ssim = await measureSsim(output, input, {
+    ffmpeg: "ffmpeg",
+    frameRate: 25,
+    width: 319,
+    height: 239,
+  });
+  assert.ok(ssim >= Number(result.stats.target_ssim) - 0.005, `${ssim}`);
+});

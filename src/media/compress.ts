@@ -134,6 +134,8 @@ interface Samples {
   keyframes: number;
 }
 
+/** 4:2:0 encoders need even sides: an odd row or column is cropped off (as HandBrake does). */
+const EVEN_CROP = "crop=trunc(iw/2)*2:trunc(ih/2)*2";
 /** Keyframe interval of the candidates (SVT-AV1 `-g 240`; x264 uses 250), in frames. */
 const GOP_FRAMES = 240;
 
@@ -185,7 +187,7 @@ async function extractSamples(ctx: JobContext): Promise<Samples> {
   await runFfmpeg([
     ...inputs,
     "-filter_complex",
-    `${streams}concat=n=${starts.length}:v=1:a=0,format=yuv420p[v]`,
+    `${streams}concat=n=${starts.length}:v=1:a=0,${EVEN_CROP},format=yuv420p[v]`,
     "-map",
     "[v]",
     ...sampleCodec(ctx.info, starts.length * length),
@@ -409,13 +411,20 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     encoders = await candidates(ctx, request, container);
   }
   const budget = (encoders.length + 1) * MAX_PROBES;
-  const samples = await extractSamples(ctx);
-  const search = new Search(ctx, samples, () => {
-    ctx.onProgress(0.05 + 0.25 * Math.min(1, search.probes.length / budget));
-  });
   const anchor = QUALITY_TARGETS[request.quality];
   const h264 = ENCODERS.find((e) => e.codec === "h264")!;
-  const reference = await search.probe(h264, anchor.anchorCrf);
+  let samples: Samples, search: Search, reference: Probe;
+  try {
+    samples = await extractSamples(ctx);
+    search = new Search(ctx, samples, () => {
+      ctx.onProgress(0.05 + 0.25 * Math.min(1, search.probes.length / budget));
+    });
+    reference = await search.probe(h264, anchor.anchorCrf);
+  } catch (err) {
+    // ffprobe read the file, but a full decode failed: the upload is still the best answer.
+    if (!(err instanceof FfmpegError)) throw err;
+    return keepInput(ctx, { quality: request.quality }, "the video could not be decoded whole");
+  }
   const target = Math.min(0.999, reference.ssim + anchor.offset);
   const chosen = await searchEncoders(search, encoders, target, reference);
   const stats: Record<string, unknown> = {
@@ -441,7 +450,8 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
   // deno-fmt-ignore
   await runFfmpeg([
     ...inputArgs(ctx.input, ctx.demuxer), "-map", `0:${video.index}`, ...encoder.args(pick.crf, preset),
-    "-pix_fmt", "yuv420p", "-fps_mode", "passthrough", ...compressAudioArgs(ctx.info, container),
+    "-vf", EVEN_CROP, "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
+    ...compressAudioArgs(ctx.info, container),
     "-map_metadata", "0", "-map_chapters", "0", ...muxerArgs(container),
     "-fs", String(ctx.maxOutputBytes), output,
   ], {

@@ -5,7 +5,7 @@ export interface SsimOptions {
   ffmpeg: string;
   /** Frame rate of the common grid both videos are sampled on (the reference's rate). */
   frameRate: number;
-  /** Reference frame size; the distorted video is scaled to it when they differ. */
+  /** Reference frame size; the distorted video is scaled to it (rounded down to even) if it differs. */
   width: number;
   height: number;
   signal?: AbortSignal;
@@ -19,8 +19,14 @@ export interface SsimOptions {
  */
 export function alignmentGraph(options: SsimOptions): string {
   const grid = `settb=AVTB,setpts=PTS-STARTPTS,fps=${options.frameRate.toFixed(6)}`;
-  const size = `scale=${options.width}:${options.height}:flags=bicubic`;
-  return `[0:v]${grid},${size},format=yuv420p[d];[1:v]${grid},format=yuv420p[r];[d][r]ssim`;
+  // Scored on the reference's even-sided crop: what a 4:2:0 encode of it can show at all.
+  const [width, height] = [
+    options.width - (options.width % 2),
+    options.height - (options.height % 2),
+  ];
+  const size = `scale=${width}:${height}:flags=bicubic`;
+  const crop = `crop=${width}:${height}:0:0`;
+  return `[0:v]${grid},${size},format=yuv420p[d];[1:v]${grid},${crop},format=yuv420p[r];[d][r]ssim`;
 }
 
 /** SSIM (the `All` figure, 0..1) of `distorted` against `reference`, frames aligned first. */
