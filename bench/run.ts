@@ -54,26 +54,43 @@ async function procStatus(pid: number, key: string): Promise<number> {
 }
 
 /**
- * Peak RSS of the CLI client uploading `file` (hashing it first), sampled while it runs: the file is
- * not media, so the server refuses the job after the upload and the client exits.
+ * Peak RSS of the CLI client resizing `video` to the size it already has: it hashes and uploads the
+ * file, and the server sends the same file back (nothing to do), so the client downloads and
+ * verifies as many bytes as it uploaded. RSS is sampled while it runs.
  */
-async function clientPeakRss(file: string, port: number, dir: string): Promise<number> {
+async function clientPeakRss(video: string, port: number, output: string): Promise<number> {
   const child = new Deno.Command(Deno.execPath(), {
     // deno-fmt-ignore
-    args: ["run", "-A", MAIN, "convert", file, "--to", "mp3", "--server", `127.0.0.1:${port}`,
-      "--output", join(dir, "client.mp3"), "--poll", "1s"],
+    args: ["run", "-A", MAIN, "resize", video, "--resolution", "1280x720", "--server",
+      `127.0.0.1:${port}`, "--output", output, "--poll", "1s"],
     stdin: "null",
     stdout: "null",
-    stderr: "null",
+    stderr: "piped",
   }).spawn();
+  const stderr = new Response(child.stderr).text();
   let peak = 0;
   let running = true;
-  child.status.then(() => running = false);
+  const status = child.status.then((s) => (running = false, s));
   while (running) {
     peak = Math.max(peak, await procStatus(child.pid, "VmRSS").catch(() => 0));
     await new Promise((r) => setTimeout(r, 50));
   }
+  if (!(await status).success) throw new Error(`mmp resize failed: ${await stderr}`);
   return peak;
+}
+
+/** A real H.264 MP4 (1280x720, lossless noise) of at least `bytes`: made small, looped by copy. */
+async function bigVideo(dir: string, bytes: number): Promise<string> {
+  const piece = join(dir, "piece.mp4");
+  // deno-fmt-ignore
+  await ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=100:allf=t",
+    "-frames:v", String(Math.min(200, Math.ceil(bytes / 1.9e6))), "-c:v", "libx264",
+    "-preset", "ultrafast", "-qp", "0", piece]);
+  const loops = Math.ceil(bytes / (await Deno.stat(piece)).size) - 1;
+  const path = join(dir, "big-video.mp4");
+  await ffmpeg(["-stream_loop", String(loops), "-i", piece, "-c", "copy", path]);
+  await Deno.remove(piece);
+  return path;
 }
 
 /** User+system CPU seconds of a process itself and of its waited-for children. */
@@ -219,14 +236,22 @@ if (import.meta.main) {
       "—",
       "≤ 100 MB",
     );
-    const client = await clientPeakRss(file, server.port, dir.path);
+    await Deno.remove(file);
+    const video = await bigVideo(dir.path, size);
+    const videoBytes = (await Deno.stat(video)).size;
+    const download = join(dir.path, "download.mp4");
+    const client = await clientPeakRss(video, server.port, download);
+    if ((await Deno.stat(download)).size !== videoBytes) throw new Error("download size differs");
     add(
-      `3b. client (\`mmp convert\`) peak RSS through the same ${gib.toFixed(2)} GiB upload`,
+      `3b. client (\`mmp resize\`, result = the upload) peak RSS, ${
+        (videoBytes / 2 ** 30).toFixed(2)
+      } GiB up and down`,
       `${(client / 1e6).toFixed(0)} MB`,
       "sampled every 50 ms",
       "constant in size",
     );
-    await Deno.remove(file);
+    await Deno.remove(video);
+    await Deno.remove(download);
 
     // 3c: a flood from many IPs, each connection stopping halfway through its header.
     const flood = quick ? 100 : 1000;

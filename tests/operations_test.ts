@@ -92,6 +92,19 @@ Deno.test("resize: WxH is exact, presets keep the aspect, odd sizes are refused"
       assert.equal(info.video?.rotation, 0);
     });
   }
+  await t.step(
+    "the size an H.264 MP4 already has returns it unchanged; a rotated one is not",
+    async () => {
+      const same = join(dir.path, "same.mp4");
+      const result = await job(srv, landscape, same, { op: "resize", resolution: "320x240" });
+      assert.equal(result.stats.unchanged, true);
+      assert.deepEqual(await Deno.readFile(same), await Deno.readFile(landscape));
+      const turned = join(dir.path, "turned.mp4");
+      const redone = await job(srv, rotated, turned, { op: "resize", resolution: "320x240" });
+      assert.equal(redone.stats.unchanged, undefined);
+      assert.equal((await probeFile(turned)).video?.rotation, 0);
+    },
+  );
   await t.step("odd and out-of-range sizes are BAD_REQUEST before upload", async () => {
     const odd = await jobError(srv, landscape, { op: "resize", resolution: "201x151" });
     assert.equal(odd.code, "BAD_REQUEST");

@@ -1,6 +1,14 @@
 import { MmpError } from "../protocol/errors.ts";
 import type { JobContext, JobOutput, Operation } from "./operation.ts";
-import { displaySize, encodeVideo, even, MAX_SIDE, requireVideo, targetFor } from "./video.ts";
+import {
+  alreadyAs,
+  displaySize,
+  encodeVideo,
+  even,
+  MAX_SIDE,
+  requireVideo,
+  targetFor,
+} from "./video.ts";
 
 /** Presets name the frame's shorter side: 720p is 1280x720 landscape, 720x1280 portrait. */
 export const RESIZE_PRESETS: Readonly<Record<string, number>> = {
@@ -59,6 +67,13 @@ async function resizeVideo(resolution: Resolution, ctx: JobContext): Promise<Job
   const video = requireVideo(ctx.info, "resize");
   const size = targetSize(resolution, displaySize(video));
   const target = targetFor(ctx.inputExtension);
+  if (alreadyAs(ctx, target, size)) {
+    return {
+      path: ctx.input,
+      format: ctx.inputExtension,
+      stats: { ...size, codec: video.codec, unchanged: true },
+    };
+  }
   const path = await encodeVideo(ctx, {
     filter: `scale=${size.width}:${size.height}:flags=lanczos,setsar=1`,
     target,

@@ -110,6 +110,23 @@ export function muxerArgs(format: string): string[] {
   return format === "mp4" || format === "mov" ? ["-movflags", "+faststart"] : [];
 }
 
+/**
+ * True when the upload already is what encoding it to `size` for `target` would make: that codec
+ * at exactly that size, square pixels, no rotation, in that container. Re-encoding it would only
+ * lose quality and time.
+ */
+export function alreadyAs(
+  ctx: JobContext,
+  target: VideoTarget,
+  size: { width: number; height: number },
+): boolean {
+  const video = ctx.info.video!;
+  const codec = target.videoCodec === "libx264" ? "h264" : "vp9";
+  return ctx.inputExtension === target.format && video.codec === codec &&
+    video.width === size.width && video.height === size.height &&
+    (video.sampleAspect ?? 1) === 1 && !video.rotation;
+}
+
 /** Options of {@linkcode encodeVideo}. */
 export interface EncodeVideoOptions {
   /** The `-vf` filter chain, or none. */
