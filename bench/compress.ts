@@ -8,7 +8,15 @@ import { runJob } from "../src/client/client.ts";
 import { probe } from "../src/media/probe.ts";
 import { measureSsim } from "../src/media/ssim.ts";
 import { serve } from "../src/server/server.ts";
-import { benchFlags, ffmpeg, geomean, machineLine, scratch, writeSection } from "./_common.ts";
+import {
+  benchFlags,
+  ffmpeg,
+  formatDocs,
+  geomean,
+  machineLine,
+  scratch,
+  writeSection,
+} from "./_common.ts";
 
 interface Clip {
   name: string;
@@ -273,6 +281,7 @@ if (import.meta.main) {
   console.log(summary);
   if (!flags.quick) {
     await Deno.writeTextFile("docs/compress_chart.svg", chart(rows));
+    await formatDocs("docs/compress_chart.svg");
     await writeSection(
       "docs/benchmarks.md",
       "compress",
