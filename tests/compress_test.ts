@@ -9,6 +9,7 @@ import {
   startServer,
   storageSettles,
   tempDir,
+  type TestServer,
 } from "./_helpers.ts";
 
 async function frameCount(path: string): Promise<number> {
@@ -32,6 +33,16 @@ async function frameCount(path: string): Promise<number> {
 }
 
 const SSIM = { ffmpeg: "ffmpeg", frameRate: 25, width: 320, height: 240 };
+
+/** Runs a compress job on the test server. */
+function compressJob(
+  srv: TestServer,
+  input: string,
+  output: string,
+  request: Record<string, unknown> = { op: "compress" },
+) {
+  return runJob({ hostname: "127.0.0.1", port: srv.port, request, input, output });
+}
 
 Deno.test("SSIM alignment scores lossless copies of tricky files at 0.99 or more", async (t) => {
   await using dir = await tempDir();
@@ -110,13 +121,7 @@ Deno.test("compress picks its setting by measurement and keeps every frame", asy
     ],
   });
   const output = join(dir.path, "camera-small.mp4");
-  const result = await runJob({
-    hostname: "127.0.0.1",
-    port: srv.port,
-    request: { op: "compress" },
-    input,
-    output,
-  });
+  const result = await compressJob(srv, input, output);
   const stats = result.stats as Record<string, number & unknown[]>;
   assert.equal(result.stats.kept_input, false);
   assert.ok(Number(stats.probe_count) >= 2, `probes: ${stats.probe_count}`);
@@ -142,12 +147,10 @@ Deno.test("compress honours a codec override and re-encodes wasteful audio", asy
     codecArgs: ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-c:a", "pcm_s16le"],
   });
   const output = join(dir.path, "pcm-small.mkv");
-  const result = await runJob({
-    hostname: "127.0.0.1",
-    port: srv.port,
-    request: { op: "compress", codec: "h264", quality: "small" },
-    input,
-    output,
+  const result = await compressJob(srv, input, output, {
+    op: "compress",
+    codec: "h264",
+    quality: "small",
   });
   const info = await probeFile(output);
   assert.equal(result.mediaType, "mkv");
@@ -164,13 +167,7 @@ Deno.test("compress returns the input itself when nothing beats it", async () =>
     codecArgs: ["-c:v", "libx264", "-preset", "veryslow", "-crf", "40"],
   });
   const output = join(dir.path, "tiny-out.mp4");
-  const result = await runJob({
-    hostname: "127.0.0.1",
-    port: srv.port,
-    request: { op: "compress" },
-    input,
-    output,
-  });
+  const result = await compressJob(srv, input, output);
   assert.ok(result.size <= (await Deno.stat(input)).size);
   if (result.stats.kept_input) {
     assert.deepEqual(await Deno.readFile(output), await Deno.readFile(input));
@@ -185,13 +182,7 @@ Deno.test("compress crops an odd-sided video to even sides instead of failing", 
   await ffmpeg(["-f", "lavfi", "-i", "testsrc=size=319x239:rate=25:duration=2",
     "-pix_fmt", "rgb24", "-c:v", "ffv1", input]);
   const output = join(dir.path, "odd-small.mkv");
-  const result = await runJob({
-    hostname: "127.0.0.1",
-    port: srv.port,
-    request: { op: "compress" },
-    input,
-    output,
-  });
+  const result = await compressJob(srv, input, output);
   assert.equal(result.stats.kept_input, false, String(result.stats.reason));
   const video = (await probeFile(output)).video!;
   assert.deepEqual([video.width, video.height], [318, 238]);
