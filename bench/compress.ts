@@ -278,7 +278,11 @@ if (import.meta.main) {
     `${Math.min(...realtime).toFixed(2)}×–${
       Math.max(...realtime).toFixed(2)
     }× (target ≥ 1× for ≤720p).`;
-  console.log(summary);
+  console.log(
+    flags.quick
+      ? `${summary}\n(quick mode: 3 s 320x240 clips check that the bench runs; the targets are for the full run)`
+      : summary,
+  );
   if (!flags.quick) {
     await Deno.writeTextFile("docs/compress_chart.svg", chart(rows));
     await formatDocs("docs/compress_chart.svg");
