@@ -55,6 +55,42 @@ async function checkRuns(tool: string): Promise<void> {
   }
 }
 
+/**
+ * A command for a media tool that dies with the server, even when the server is SIGKILLed: Linux's
+ * parent-death signal, set by util-linux `setpriv --pdeathsig KILL` just before it execs the tool
+ * (same pid, so killing the child still kills the tool). Without setpriv the tool runs directly,
+ * and after a crash an orphan finishes its job; the next start still deletes its files.
+ */
+export function toolCommand(
+  tool: string,
+  options: Deno.CommandOptions & { args: string[] },
+): Deno.Command {
+  const setpriv = findSetpriv();
+  if (!setpriv) return new Deno.Command(tool, options);
+  return new Deno.Command(setpriv, {
+    ...options,
+    args: ["--pdeathsig", "KILL", "--", tool, ...options.args],
+  });
+}
+
+let setprivPath: string | null | undefined;
+
+/** util-linux `setpriv`, looked up once, on Linux only. */
+function findSetpriv(): string | undefined {
+  if (setprivPath === undefined) {
+    setprivPath = null;
+    if (Deno.build.os === "linux") {
+      for (const dir of ["/usr/bin", "/bin"]) {
+        try {
+          if (Deno.statSync(`${dir}/setpriv`).isFile) setprivPath = `${dir}/setpriv`;
+        } catch { /* not there, or not readable */ }
+        if (setprivPath) break;
+      }
+    }
+  }
+  return setprivPath ?? undefined;
+}
+
 /** Keeps only the last `max` characters of a growing log. */
 class LogTail {
   #text = "";
@@ -96,7 +132,7 @@ const BASE_ARGS = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
 /** Runs ffmpeg with `args`, reporting progress; throws {@linkcode FfmpegError} unless it exits 0. */
 export async function runFfmpeg(args: string[], options: RunFfmpegOptions): Promise<void> {
   options.signal?.throwIfAborted();
-  const child = new Deno.Command(options.ffmpeg, {
+  const child = toolCommand(options.ffmpeg, {
     args: [...BASE_ARGS, "-progress", "pipe:1", ...args],
     stdin: "null",
     stdout: "piped",
@@ -143,7 +179,7 @@ export async function runForOutput(
   args: string[],
   signal?: AbortSignal,
 ): Promise<string> {
-  const child = new Deno.Command(tool, {
+  const child = toolCommand(tool, {
     args,
     stdin: "null",
     stdout: "piped",

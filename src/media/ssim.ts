@@ -1,4 +1,4 @@
-import { FfmpegError } from "./ffmpeg.ts";
+import { FfmpegError, toolCommand } from "./ffmpeg.ts";
 
 /** Options of {@linkcode measureSsim}. */
 export interface SsimOptions {
@@ -38,7 +38,7 @@ export async function measureSsim(
   const input = (
     path: string,
   ) => ["-fflags", "+genpts", "-protocol_whitelist", "file", "-i", `file:${path}`];
-  const { success, code, stderr } = await new Deno.Command(options.ffmpeg, {
+  const { success, code, stderr } = await toolCommand(options.ffmpeg, {
     args: [
       "-hide_banner",
       "-nostdin",
