@@ -3,6 +3,7 @@
  * of that case, and have no ffmpeg left running.
  */
 import assert from "node:assert/strict";
+import { concat } from "./_bytes.ts";
 import { runJob } from "../src/client/client.ts";
 import { encodeFrameHead, encodeHeader } from "../src/protocol/frame.ts";
 import { serve } from "../src/server/server.ts";
@@ -61,16 +62,6 @@ async function answerTo(
     assert.ok(String(reply.json.description).length > 0 && String(reply.json.solution).length > 0);
   }
   return reply?.json.code as string | undefined;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** A frame with raw JSON and media-type bytes, for malformed cases. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { concat } from "../../tests/_bytes.ts";
 import {
   decodeHeader,
   encodeFrameHead,
@@ -21,16 +22,6 @@ function sourceOf(bytes: Uint8Array, step = Infinity): ByteSource {
       return Promise.resolve(n);
     },
   };
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 Deno.test("header round-trips at the edge values of every field", () => {
