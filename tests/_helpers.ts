@@ -176,8 +176,8 @@ async function pgrep(args: string[]): Promise<string[]> {
 }
 
 /** ffmpeg processes this test process started (the in-process servers' jobs). */
-export function ffmpegChildren(parent = Deno.pid): Promise<string[]> {
-  return pgrep(["-P", String(parent), "ffmpeg"]);
+export function ffmpegChildren(): Promise<string[]> {
+  return pgrep(["-P", String(Deno.pid), "ffmpeg"]);
 }
 
 /** ffmpeg processes whose command line mentions `text` (e.g. a storage directory), any parent. */
