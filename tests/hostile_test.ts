@@ -364,6 +364,12 @@ Deno.test("uploads that reference other files or URLs are refused and open nothi
     assert.equal(http.hits(), 0, "the HTTP trap was contacted");
     assert.ok(!secretFile.opened() && !secretMovie.opened(), "a secret file was opened");
   };
+  // Texts that make media from instructions: refused by name, and by content under another name.
+  const graph =
+    `testsrc2=size=96x64[out0];movie=${secretVideo}[out1];amovie=file\\:${secret}[out2]\n`;
+  const avisynth = `DirectShowSource("${secretVideo}")\nImport("${secret}")\n`;
+  const vapoursynth = `import vapoursynth as vs\n` +
+    `vs.core.ffms2.Source("${secretVideo}").set_output()\nopen("${secret}").read()\n`;
   const png = join(dir.path, "frame.png");
   await ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=96x64", "-frames:v", "1", png]);
   const uploads: [string, string, string | Uint8Array][] = [
@@ -386,6 +392,9 @@ Deno.test("uploads that reference other files or URLs are refused and open nothi
     ["ffmetadata", "mkv", `;FFMETADATA1\ntitle=${secret}\n`],
     ["SRT subtitles", "mkv", `1\n00:00:00,000 --> 00:00:01,000\nfile:${secret} ${http.url}\n`],
     ["a PNG image (image2 and its sequence patterns)", "mp4", await Deno.readFile(png)],
+    ["lavfi filter graph", "mp4", graph],
+    ["AviSynth script", "mkv", avisynth],
+    ["VapourSynth script", "mp4", vapoursynth],
   ];
   for (const [name, media, text] of uploads) {
     await t.step(name, async () => {
@@ -409,6 +418,25 @@ Deno.test("uploads that reference other files or URLs are refused and open nothi
       await assertHealthy(srv, normal);
     });
   }
+  await t.step("playlists and scripts sent as such are UNSUPPORTED_MEDIA", async () => {
+    const hls = `#EXTM3U\n#EXTINF:5,\n${secretVideo}\n#EXTINF:5,\n${http.url}\n#EXT-X-ENDLIST\n`;
+    const named: [string, string][] = [
+      ["m3u8", hls],
+      ["application/vnd.apple.mpegurl", hls],
+      ["lavfi", graph],
+      ["avs", avisynth],
+      ["vpy", vapoursynth],
+    ];
+    for (const [media, text] of named) {
+      using client = await RawClient.open(srv.port);
+      const bytes = encoder.encode(text);
+      await client.sendHead({ op: "audio" }, media, bytes.length);
+      await client.send(bytes).catch(() => {}); // answered early: the server may have closed
+      assert.equal((await client.nextFrame())?.json.code, "UNSUPPORTED_MEDIA", media);
+    }
+    nothingOpened();
+    await assertHealthy(srv, normal);
+  });
   await t.step("MP4 data references to other files are not followed", async () => {
     const own = await Deno.readFile(
       await makeMedia(join(dir.path, "own.mp4"), { duration: 1, size: "96x64" }),
