@@ -403,7 +403,7 @@ if (import.meta.main) {
     add(
       "7. quota accounting at 4 TB scale",
       "exact",
-      "src/server/storage_test.ts",
+      "src/jobs/storage_test.ts",
       "no overflow or drift",
     );
   } finally {

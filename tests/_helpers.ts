@@ -71,11 +71,15 @@ export function probeFile(path: string): Promise<MediaInfo> {
 export interface TestServer extends AsyncDisposable {
   server: MmpServer;
   port: number;
+  /** The HTTP API's port (0 when a test turned HTTP off). */
+  httpPort: number;
+  /** `http://127.0.0.1:PORT`, the HTTP API's base URL. */
+  httpUrl: string;
   storageDir: string;
   logs: string[];
 }
 
-/** Starts a real server on 127.0.0.1, port 0, with its own temporary storage. */
+/** Starts a real server on 127.0.0.1, port 0 (and HTTP on port 0), with its own temporary storage. */
 export async function startServer(options: ServeOptions = {}): Promise<TestServer> {
   const storageDir = await Deno.makeTempDir({ prefix: "mmp-test-storage-" });
   const logs: string[] = [];
@@ -84,12 +88,16 @@ export async function startServer(options: ServeOptions = {}): Promise<TestServe
     port: 0,
     storageDir,
     idleTimeoutSeconds: 10,
+    http: { port: 0 },
     log: (line) => logs.push(line),
     ...options,
   });
+  const httpPort = server.httpAddr?.port ?? 0;
   return {
     server,
     port: server.addr.port,
+    httpPort,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
     storageDir,
     logs,
     async [Symbol.asyncDispose]() {
@@ -200,7 +208,7 @@ export async function spawnServer(storageDir: string): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     // deno-fmt-ignore
     args: ["run", ...(await buildPermissions()), MAIN, "serve", "--port", "0", "--host", "127.0.0.1",
-      "--storage", storageDir],
+      "--http", "0", "--storage", storageDir],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

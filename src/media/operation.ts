@@ -1,4 +1,5 @@
-import type { JobFiles } from "../server/storage.ts";
+import type { JobFiles } from "../jobs/storage.ts";
+import { FORMAT_WHITELIST } from "./demuxers.ts";
 import type { Tools } from "./ffmpeg.ts";
 import type { MediaInfo } from "./probe.ts";
 
@@ -48,25 +49,15 @@ export interface Operation {
 }
 
 /**
- * Demuxers ffmpeg may use on an upload: plain media containers only. Playlist and reference
- * formats (hls, dash, concat, image2 patterns, imf, ffmetadata, subtitle formats, …) can make ffmpeg
- * open other files or URLs, so they are not on the list and such uploads fail to open.
- */
-// deno-fmt-ignore
-export const SAFE_DEMUXERS = [
-  "mov", "matroska", "avi", "flv", "mpegts", "ogg", "mpeg", "asf", "mxf", "dv", "mp3", "wav", "flac",
-  "gif", "aac", "m4v", "h264", "hevc",
-] as const;
-
-/**
  * Input options every ffmpeg and ffprobe run gets: only the `file` protocol (no network), only the
- * safe demuxers, and, once probed, the demuxer forced so ffmpeg cannot re-detect something else.
+ * allowed demuxers (src/media/demuxers.ts), and, once probed, the demuxer forced so ffmpeg cannot
+ * re-detect something else.
  */
 export function inputArgs(path: string, demuxer?: string): string[] {
   // deno-fmt-ignore
   return [
     "-protocol_whitelist", "file",
-    "-format_whitelist", SAFE_DEMUXERS.join(","),
+    "-format_whitelist", FORMAT_WHITELIST,
     ...(demuxer ? ["-f", demuxer] : []),
     // MOV can point its tracks at other files; off by default, and said so where it matters.
     ...(demuxer === "mov" ? ["-enable_drefs", "0", "-use_absolute_path", "0"] : []),

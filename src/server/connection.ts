@@ -1,28 +1,20 @@
 import { MmpError } from "../protocol/errors.ts";
-import { sha256Stream } from "../protocol/checksum.ts";
-import { FrameReader } from "../protocol/frame_reader.ts";
-import { writeAll, writeFileFrame, writeFrame } from "../protocol/frame_writer.ts";
-import { normalizeMediaType } from "../protocol/media_type.ts";
-import { formatBytes } from "../cli/units.ts";
-import { Job, type JobQueue } from "../jobs/queue.ts";
-import type { Tools } from "../media/ffmpeg.ts";
-import { type JobRequest, parseJobRequest } from "../media/operations.ts";
-import { toErrorReport } from "./error_frame.ts";
-import { GuardedSource } from "./guarded_source.ts";
-import { type MediaLimits, type ProcessedOutput, processUpload } from "./process.ts";
-import type { JobFiles, Reservation, Storage } from "./storage.ts";
+import { type FrameHead, FrameReader } from "../protocol/frame_reader.ts";
+import { writeFileFrame, writeFrame } from "../protocol/frame_writer.ts";
+import { ClientGone, type ClientJob } from "../jobs/client_job.ts";
+import { type JobCore, jobLogLine } from "../jobs/core.ts";
+import { toErrorReport } from "../jobs/error_report.ts";
+import { normalizeIp } from "../jobs/ip_slots.ts";
+import type { ProcessedOutput } from "../jobs/process.ts";
+import { GuardedSource } from "../jobs/guarded_source.ts";
 
 /** What every connection shares with the server. */
 export interface ServerContext {
-  storage: Storage;
-  queue: JobQueue;
-  tools: Tools;
-  /** Client IPs that hold the one job each is allowed. */
-  busyIps: Set<string>;
+  /** The job lifecycle, shared with the HTTP API. */
+  core: JobCore;
   idleTimeoutMs: number;
   /** Uploads slower than this (bytes per second, over each idle-timeout window) are cut off. */
   minUploadBytesPerSecond: number;
-  limits: MediaLimits;
   /** Connections already open (checked before this one counts), and the most allowed. */
   connections: () => number;
   maxConnections: number;
@@ -31,42 +23,20 @@ export interface ServerContext {
   log: (line: string) => void;
 }
 
-/** Room reserved for a job's output besides its input: as large as the input, at least 64 MiB. */
-export function outputAllowance(payloadSize: number): number {
-  return Math.max(payloadSize, 64 * 2 ** 20);
-}
-
 /** How long the server keeps reading (and discarding) after its last frame, so it arrives. */
 const LINGER_MS = 2000;
-
-/** The client left; nothing can be sent to it. */
-class ClientGone extends Error {
-  constructor() {
-    super("Client disconnected");
-  }
-}
-
-function newJobId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** IPv4 clients of a dual-stack listener show up as `::ffff:a.b.c.d`; one client, one key. */
-function clientIp(conn: Deno.Conn): string {
-  const addr = conn.remoteAddr as Deno.NetAddr;
-  return addr.hostname.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
-}
 
 function isDisconnect(err: unknown): boolean {
   return err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.BrokenPipe ||
     err instanceof Deno.errors.ConnectionAborted;
 }
 
-/** Serves one connection, which carries one job, to its end. Never throws. */
+/** Serves one connection, which carries one job (or one `info` answer), to its end. Never throws. */
 export async function handleConnection(conn: Deno.TcpConn, ctx: ServerContext): Promise<void> {
   await new Session(conn, ctx).run();
 }
 
+/** The MMP adapter over the job core: frames in, frames out. */
 class Session {
   readonly #conn: Deno.TcpConn;
   readonly #ctx: ServerContext;
@@ -74,11 +44,8 @@ class Session {
   readonly #source: GuardedSource;
   readonly #reader: FrameReader;
   #writes: Promise<void> = Promise.resolve();
-  #holdsIp = false;
-  #request?: JobRequest;
-  #reservation?: Reservation;
-  #files?: JobFiles;
-  #job?: Job<ProcessedOutput>;
+  #op: string | undefined;
+  #job: ClientJob | undefined;
   #payloadSize = 0;
   #outputSize = 0;
   /** Set once the last frame is out: later client frames are read and ignored. */
@@ -87,7 +54,7 @@ class Session {
   constructor(conn: Deno.TcpConn, ctx: ServerContext) {
     this.#conn = conn;
     this.#ctx = ctx;
-    this.#ip = clientIp(conn);
+    this.#ip = normalizeIp((conn.remoteAddr as Deno.NetAddr).hostname);
     this.#source = new GuardedSource(conn, {
       idleTimeoutMs: ctx.idleTimeoutMs,
       minBytesPerSecond: ctx.minUploadBytesPerSecond,
@@ -97,7 +64,7 @@ class Session {
   }
 
   async run(): Promise<void> {
-    const started = performance.now();
+    const startedAt = performance.now();
     let outcome = "ok";
     try {
       await this.#serve();
@@ -108,14 +75,17 @@ class Session {
       await this.#releaseJob();
       this.#close();
     }
-    if (!this.#request && this.#payloadSize === 0 && outcome === "ok") return;
-    const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    this.#ctx.log(
-      `job ${this.#job?.id ?? "-"} ${this.#ip} ${this.#request?.op ?? "-"} ` +
-        `in=${formatBytes(this.#payloadSize)} out=${
-          formatBytes(this.#outputSize)
-        } ${seconds}s ${outcome}`,
-    );
+    if (this.#op === undefined && this.#payloadSize === 0 && outcome === "ok") return;
+    if (this.#op === "info" && outcome === "ok") return;
+    this.#ctx.log(jobLogLine({
+      id: this.#job?.id,
+      ip: this.#ip,
+      op: this.#job?.request.op ?? this.#op,
+      inBytes: this.#payloadSize,
+      outBytes: this.#outputSize,
+      startedAt,
+      outcome,
+    }));
   }
 
   async #serve(): Promise<void> {
@@ -124,89 +94,55 @@ class Session {
         solution: "Try again in a minute",
       });
     }
-    const header = await this.#reader.readHeader();
-    if (header === null) return;
-    this.#claimIp();
-    this.#payloadSize = header.payloadSize;
-    const json = await this.#reader.readJson(header.jsonSize);
-    const mediaType = await this.#reader.readMediaType(header.mediaSize);
-    const request = this.#request = parseJobRequest(json);
-    const extension = normalizeMediaType(mediaType);
-    if (header.payloadSize === 0) {
-      throw new MmpError("BAD_REQUEST", "The upload is empty", {
-        solution: "Send the file's bytes as the frame's payload",
-      });
-    }
-    this.#reservation = await this.#ctx.storage.reserve(
-      header.payloadSize + outputAllowance(header.payloadSize),
-    );
-    const id = newJobId();
-    const files = this.#files = this.#ctx.storage.jobFiles(id);
-    const input = await this.#receiveUpload(files, extension, header.payloadSize, request.sha256);
+    const head = await this.#reader.readFrameHead();
+    if (head === null) return;
+    this.#payloadSize = head.header.payloadSize;
+    if (head.json.op === "info") return await this.#answerInfo(head);
+    const job = this.#job = await this.#ctx.core.admit({
+      ip: this.#ip,
+      args: head.json,
+      mediaType: head.mediaType,
+      size: head.header.payloadSize,
+      idBytes: 8, // docs/protocol.md: MMP job IDs are 16 hex digits
+    });
+    await job.receive((sink) => this.#reader.copyPayload(job.size, sink));
     this.#source.disarm();
-    const job = this.#job = new Job(id, (signal, onProgress) =>
-      processUpload({
-        input,
-        inputExtension: extension,
-        plan: request.plan,
-        files,
-        tools: this.#ctx.tools,
-        signal,
-        maxOutputBytes: outputAllowance(header.payloadSize),
-        onProgress,
-        limits: this.#ctx.limits,
-      }));
-    this.#ctx.queue.submit(job);
-    await this.#send({ type: "accepted", job: id, queue_position: this.#ctx.queue.position(job) });
+    await this.#send({
+      type: "accepted",
+      job: job.id,
+      queue_position: job.status().queue_position,
+    });
     const output = await this.#waitForJob(job);
     this.#outputSize = output.size;
-    await this.#sendResult(job, output);
+    await this.#sendResult(job);
   }
 
-  #claimIp(): void {
-    if (this.#ctx.busyIps.has(this.#ip)) {
-      throw new MmpError("BUSY", "A job from your address is already in progress on this server");
+  /** `{"op":"info"}`: no IP slot, no quota; one JSON frame, then the exchange ends. */
+  async #answerInfo(head: FrameHead): Promise<void> {
+    this.#op = "info";
+    if (head.header.payloadSize !== 0 || head.header.mediaSize !== 0) {
+      throw new MmpError("BAD_FRAME", "An info frame must carry no media type and no payload");
     }
-    this.#ctx.busyIps.add(this.#ip);
-    this.#holdsIp = true;
-  }
-
-  /** Streams the payload to a temporary name; it gets the input name only when complete and verified. */
-  async #receiveUpload(
-    files: JobFiles,
-    extension: string,
-    size: number,
-    expectedSha256: string | undefined,
-  ): Promise<string> {
-    const partial = files.path("upload.part");
-    const hash = expectedSha256 ? sha256Stream() : undefined;
-    {
-      using file = await Deno.open(partial, { write: true, createNew: true });
-      await this.#reader.copyPayload(size, async (chunk) => {
-        hash?.update(chunk);
-        await writeAll(file, chunk);
+    const extra = Object.keys(head.json).find((key) => key !== "op");
+    if (extra !== undefined) {
+      throw new MmpError("BAD_REQUEST", `Unknown argument for info: ${extra.slice(0, 40)}`, {
+        solution: 'Send {"op":"info"} alone',
       });
     }
-    const actual = hash?.digest("hex");
-    if (actual !== undefined && actual !== expectedSha256) {
-      throw new MmpError(
-        "CHECKSUM_MISMATCH",
-        "The uploaded file does not match the sha256 sent with it",
-      );
-    }
-    const input = files.path(`input.${extension}`);
-    await Deno.rename(partial, input);
-    return input;
+    const info = await this.#ctx.core.info();
+    this.#finished = true;
+    await this.#send(info);
+    await this.#linger();
   }
 
   /** Answers status and cancel frames until the job ends; the result is pushed at once. */
-  async #waitForJob(job: Job<ProcessedOutput>): Promise<ProcessedOutput> {
+  async #waitForJob(job: ClientJob): Promise<ProcessedOutput> {
     const control = this.#answerControlFrames(job);
     control.catch(() => {});
     return await Promise.race([job.done, control]);
   }
 
-  async #answerControlFrames(job: Job<ProcessedOutput>): Promise<never> {
+  async #answerControlFrames(job: ClientJob): Promise<never> {
     while (true) {
       const head = await this.#reader.readFrameHead();
       if (head === null) throw new ClientGone();
@@ -215,12 +151,8 @@ class Session {
       }
       if (this.#finished) continue;
       if (head.json.op === "status") await this.#send(this.#statusOf(job));
-      else if (head.json.op === "cancel") {
-        this.#ctx.queue.cancel(
-          job,
-          new MmpError("CANCELLED", "The job was cancelled as you asked"),
-        );
-      } else {
+      else if (head.json.op === "cancel") job.cancel();
+      else {
         throw new MmpError(
           "BAD_REQUEST",
           'While a job runs, only {"op":"status"} and {"op":"cancel"} are accepted',
@@ -229,14 +161,15 @@ class Session {
     }
   }
 
-  #statusOf(job: Job<ProcessedOutput>): Record<string, unknown> {
-    const position = this.#ctx.queue.position(job);
+  #statusOf(job: ClientJob): Record<string, unknown> {
+    const status = job.status();
     return {
       type: "status",
       job: job.id,
-      state: position > 0 ? "queued" : "running",
-      progress: Math.round(job.progress * 1000) / 1000,
-      queue_position: position,
+      // MMP knows two states while it waits; the result frame says "done".
+      state: status.state === "queued" ? "queued" : "running",
+      progress: status.progress,
+      queue_position: status.queue_position,
     };
   }
 
@@ -251,13 +184,15 @@ class Session {
     return this.#queueWrite(() => writeFrame(this.#conn, json));
   }
 
-  async #sendResult(job: Job<ProcessedOutput>, output: ProcessedOutput): Promise<void> {
+  async #sendResult(job: ClientJob): Promise<void> {
+    const result = job.describeResult()!;
+    const output = job.output!;
     const json = {
       type: "result",
       job: job.id,
-      name: `${this.#request!.baseName}.${output.format}`,
-      sha256: output.sha256,
-      stats: { ...output.stats, input_bytes: this.#payloadSize, output_bytes: output.size },
+      name: result.name,
+      sha256: result.sha256,
+      stats: result.stats,
     };
     this.#finished = true;
     try {
@@ -300,19 +235,13 @@ class Session {
       /* closed by the timer or reset by the client */
     } finally {
       clearTimeout(timer);
+      this.#ctx.signal.removeEventListener("abort", stop);
     }
   }
 
   /** Ends the job and frees everything it held: ffmpeg, files, quota, the IP's slot. Idempotent. */
   async #releaseJob(): Promise<void> {
-    if (this.#job && this.#job.state !== "finished") {
-      this.#ctx.queue.cancel(this.#job, new ClientGone());
-    }
-    await this.#job?.done.catch(() => {});
-    await this.#files?.[Symbol.asyncDispose]();
-    this.#reservation?.[Symbol.dispose]();
-    if (this.#holdsIp) this.#ctx.busyIps.delete(this.#ip);
-    this.#holdsIp = false;
+    await this.#job?.dispose(new ClientGone());
   }
 
   #close(): void {

@@ -1,11 +1,27 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MmpError } from "../protocol/errors.ts";
+import { JobCore } from "../jobs/core.ts";
+import { LocalIpSlots } from "../jobs/ip_slots.ts";
+import { DEFAULT_LIMITS, type MediaLimits } from "../jobs/process.ts";
 import { JobQueue } from "../jobs/queue.ts";
+import { Storage } from "../jobs/storage.ts";
 import { findTools } from "../media/ffmpeg.ts";
+import { type HttpServer, startHttp } from "../http/server.ts";
 import { handleConnection, type ServerContext } from "./connection.ts";
-import { DEFAULT_LIMITS, type MediaLimits } from "./process.ts";
-import { Storage } from "./storage.ts";
+
+/** The HTTP API and web page of {@linkcode ServeOptions.http}. */
+export interface HttpServeOptions {
+  /** Port; 0 picks a free one. Default 8080. */
+  port?: number;
+  /** Address to listen on. Default: the MMP `hostname`. */
+  hostname?: string;
+  /**
+   * Host names the server answers to (DNS-rebinding guard); `*` accepts any. Default: the bind
+   * address, localhost, and any IP address (127.0.0.1, ::1, the machine's own addresses).
+   */
+  allowedHosts?: string[];
+}
 
 /** Options of {@linkcode serve}; every field has a default. */
 export interface ServeOptions {
@@ -13,6 +29,10 @@ export interface ServeOptions {
   hostname?: string;
   /** Port; 0 picks a free one. Default 9000. */
   port?: number;
+  /** The HTTP API and web page; off when absent or `false` (`mmp serve` turns it on). */
+  http?: HttpServeOptions | false;
+  /** Seconds an HTTP result waits for its download before it is deleted. Default 600. */
+  resultTtlSeconds?: number;
   /** Directory for temporary files. Default `<tmp>/mmp`. */
   storageDir?: string;
   /** Quota over all uploads and outputs in flight, in bytes. Default 4 TB. */
@@ -35,8 +55,11 @@ export interface ServeOptions {
 
 /** A running server. */
 export interface MmpServer extends AsyncDisposable {
-  /** The address it listens on, with the real port when 0 was asked for. */
+  /** The address MMP listens on, with the real port when 0 was asked for. */
   readonly addr: Deno.NetAddr;
+  /** The address of the HTTP API and page, when it is on. */
+  readonly httpAddr: Deno.NetAddr | undefined;
+  readonly core: JobCore;
   readonly storage: Storage;
   readonly queue: JobQueue;
   /** Settles when the server has stopped and cleaned up. */
@@ -56,12 +79,12 @@ export function defaultStorageDir(): string {
 }
 
 /**
- * Starts an MMP server.
+ * Starts an MMP server, and the HTTP API beside it when `http` is given.
  *
  * @example
  * ```ts
- * await using server = await serve({ port: 0 });
- * console.log(`listening on ${server.addr.port}`);
+ * await using server = await serve({ port: 0, http: { port: 0 } });
+ * console.log(`listening on ${server.addr.port}, web on ${server.httpAddr?.port}`);
  * ```
  */
 export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
@@ -71,26 +94,46 @@ export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
     maxBytes: options.maxStorage ?? 4e12,
   });
   const queue = new JobQueue(options.jobs ?? defaultJobs());
-  const controller = new AbortController();
-  const log = options.log ?? ((line: string) => console.error(`mmp: ${line}`));
-  const sessions = new Set<Promise<void>>();
-  const ctx: ServerContext = {
+  const core = new JobCore({
     storage,
     queue,
     tools,
-    busyIps: new Set(),
+    slots: new LocalIpSlots(),
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+  });
+  const controller = new AbortController();
+  const log = options.log ?? ((line: string) => console.error(`mmp: ${line}`));
+  const sessions = new Set<Promise<void>>();
+  const hostname = options.hostname ?? "0.0.0.0";
+  const ctx: ServerContext = {
+    core,
     idleTimeoutMs: (options.idleTimeoutSeconds ?? 60) * 1000,
     minUploadBytesPerSecond: options.minUploadBytesPerSecond ?? 1024,
-    limits: { ...DEFAULT_LIMITS, ...options.limits },
     connections: () => sessions.size,
     maxConnections: options.maxConnections ?? 1024,
     signal: controller.signal,
     log,
   };
-  const listener = Deno.listen({
-    hostname: options.hostname ?? "0.0.0.0",
-    port: options.port ?? 9000,
-  });
+  const listener = Deno.listen({ hostname, port: options.port ?? 9000 });
+  let http: HttpServer | undefined;
+  if (options.http) {
+    try {
+      http = await startHttp({
+        core,
+        hostname: options.http.hostname ?? hostname,
+        port: options.http.port ?? 8080,
+        ...(options.http.allowedHosts ? { allowedHosts: options.http.allowedHosts } : {}),
+        resultTtlSeconds: options.resultTtlSeconds ?? 600,
+        idleTimeoutMs: ctx.idleTimeoutMs,
+        minUploadBytesPerSecond: ctx.minUploadBytesPerSecond,
+        signal: controller.signal,
+        log,
+      });
+    } catch (err) {
+      listener.close();
+      throw err;
+    }
+  }
   const accepting = acceptLoop(listener, ctx, sessions);
 
   let stopping: Promise<void> | undefined;
@@ -101,12 +144,14 @@ export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
         new MmpError("SHUTTING_DOWN", "The server is shutting down and stopped your job"),
       );
       await Promise.all([accepting, queue.close(controller.signal.reason)]);
-      await Promise.all(sessions);
+      await Promise.all([...sessions, http?.close()]);
       await storage.removeLeftovers();
     })();
 
   return {
     addr: listener.addr,
+    httpAddr: http?.addr,
+    core,
     storage,
     queue,
     get finished() {

@@ -2,7 +2,7 @@ import { type ErrorCode, MmpError } from "../protocol/errors.ts";
 import { FrameError } from "../protocol/frame.ts";
 import { FfmpegError } from "../media/ffmpeg.ts";
 
-/** The JSON of an error frame. */
+/** The JSON of an MMP error frame; the HTTP API sends the same without `type`. */
 export interface ErrorFrame {
   [key: string]: unknown;
   type: "error";
@@ -28,8 +28,9 @@ function frameOf(error: MmpError): ErrorFrame {
 }
 
 /**
- * The one place where errors become error frames. Protocol errors keep their code; ffmpeg failures
- * become `PROCESSING_FAILED` without ffmpeg's output; anything unexpected is `INTERNAL`.
+ * The one place where errors become what a client sees, on every transport. Protocol errors keep
+ * their code; ffmpeg failures become `PROCESSING_FAILED` without ffmpeg's output; anything
+ * unexpected is `INTERNAL`.
  */
 export function toErrorReport(error: unknown): ErrorReport {
   if (error instanceof MmpError) return { frame: frameOf(error) };

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { MmpError } from "../protocol/errors.ts";
 import { MAX_PAYLOAD_SIZE } from "../protocol/frame.ts";
-import { outputAllowance } from "./connection.ts";
-import { Storage } from "./storage.ts";
+import { outputAllowance, Storage } from "./storage.ts";
 
 Deno.test("quota accounting is exact at the 4 TB scale, over many reservations", async () => {
   const dir = await Deno.makeTempDir();

@@ -6,6 +6,11 @@ import { formatBytes } from "../cli/units.ts";
 /** Every file the server creates starts this way; nothing else in the directory is touched. */
 const OWN_FILE = /^mmp-[0-9a-f]{16}-[a-z0-9.-]+$/;
 
+/** Room reserved for a job's output besides its input: as large as the input, at least 64 MiB. */
+export function outputAllowance(payloadSize: number): number {
+  return Math.max(payloadSize, 64 * 2 ** 20);
+}
+
 /** A reservation of quota bytes, released exactly once. */
 export interface Reservation extends Disposable {
   readonly bytes: number;
