@@ -5,12 +5,23 @@
  */
 import { parseArgs } from "node:util";
 import { extname, resolve } from "node:path";
-import { ConnectionError, type JobResult, runJob, ServerError } from "./src/client/client.ts";
+import {
+  ConnectionError,
+  type JobResult,
+  requestInfo,
+  runJob,
+  ServerError,
+} from "./src/client/client.ts";
 import { createReporter } from "./src/cli/progress.ts";
 import { formatBytes, parseDuration, parseSize } from "./src/cli/units.ts";
 import { CLIENT_VERBS, type ClientVerb, type OptionValues, UsageError } from "./src/cli/verbs.ts";
 import { ToolMissingError } from "./src/media/ffmpeg.ts";
-import { defaultJobs, defaultStorageDir, serve } from "./src/server/server.ts";
+import {
+  defaultJobs,
+  defaultStorageDir,
+  type HttpServeOptions,
+  serve,
+} from "./src/server/server.ts";
 
 const EXIT_OK = 0;
 const EXIT_SERVER_ERROR = 1;
@@ -38,6 +49,7 @@ Usage:
 Verbs:
   serve     Run the server
 ${verbs.join("\n")}
+  formats   List what a server reads and writes
 
 Exit codes: 0 done, 1 the server reported an error, 2 usage error, 3 connection failed.
 Run "mmp <verb> --help" for a verb's options.`;
@@ -54,10 +66,17 @@ const SERVE_HELP = `Usage: mmp serve [options]
                         over that long (default 60)
   --max-connections N   open connections at once; more get BUSY (default 1024)
   --max-job-seconds N   stop a job that processes longer than this (default 3600)
+  --http PORT           port of the web page and HTTP API, 0 for any free one (default 8080)
+  --no-http             no web page, no HTTP API
+  --http-host HOST      address for the web page and API (default: --host)
+  --http-allowed-hosts NAMES
+                        host names the web page answers to, comma-separated; * for any
+                        (default: the --http-host address, localhost, and IP addresses)
+  --result-ttl SECS     delete an HTTP result not downloaded within this long (default 600)
   --ffmpeg PATH         ffmpeg to use, ffprobe beside it (default env MMP_FFMPEG, else PATH)
   --help                show this help
 
-Example: mmp serve --port 9000 --max-storage 500GB`;
+Example: mmp serve --port 9000 --http 8080 --max-storage 500GB`;
 
 function verbHelp(verb: ClientVerb): string {
   return `Usage: mmp ${verb.name} FILE [options]
@@ -133,6 +152,24 @@ function sizeOption(text: string | undefined): number | undefined {
   }
 }
 
+/** The `http` serve option from `--http`, `--no-http`, `--http-host`, `--http-allowed-hosts`. */
+function httpOption(values: OptionValues): HttpServeOptions | false {
+  if (flag(values, "no-http")) {
+    if (text(values, "http") !== undefined) {
+      throw new UsageError("Give --http or --no-http, not both");
+    }
+    return false;
+  }
+  const hosts = text(values, "http-allowed-hosts")?.split(",").map((name) => name.trim())
+    .filter(Boolean);
+  if (hosts?.length === 0) throw new UsageError("--http-allowed-hosts needs at least one name");
+  return {
+    port: parseNumber(text(values, "http"), "http", 0, 65535) ?? 8080,
+    ...defined("hostname", text(values, "http-host")),
+    ...defined("allowedHosts", hosts),
+  };
+}
+
 async function runServe(args: string[]): Promise<number> {
   const { values, positionals } = parseOrUsage(
     args,
@@ -145,9 +182,13 @@ async function runServe(args: string[]): Promise<number> {
       "idle-timeout",
       "max-connections",
       "max-job-seconds",
+      "http",
+      "http-host",
+      "http-allowed-hosts",
+      "result-ttl",
       "ffmpeg",
     ],
-    ["help"],
+    ["help", "no-http"],
   );
   if (flag(values, "help")) return console.log(SERVE_HELP), EXIT_OK;
   if (positionals.length > 0) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
@@ -164,6 +205,8 @@ async function runServe(args: string[]): Promise<number> {
       maxJobSeconds: parseNumber(text(values, "max-job-seconds"), "max-job-seconds", 1, 604_800) ??
         3600,
     },
+    http: httpOption(values),
+    resultTtlSeconds: parseNumber(text(values, "result-ttl"), "result-ttl", 1, 604_800) ?? 600,
     ...defined("ffmpeg", text(values, "ffmpeg")),
   });
   const stop = () => {
@@ -173,6 +216,10 @@ async function runServe(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   console.log(`mmp listening on ${server.addr.hostname}:${server.addr.port}`);
+  if (server.httpAddr) {
+    const { hostname, port } = server.httpAddr;
+    console.log(`mmp web on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`);
+  }
   await server.finished;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
@@ -205,7 +252,7 @@ async function runClientVerb(verb: ClientVerb, args: string[]): Promise<number> 
   const { values, positionals } = parseOrUsage(
     args,
     [...verb.options, "server", "output", "poll", "bind"],
-    ["help", "json", "quiet", "force"],
+    ["help", "json", "quiet", "force", ...(verb.flags ?? [])],
   );
   if (flag(values, "help")) return console.log(verbHelp(verb)), EXIT_OK;
   if (positionals.length !== 1) {
@@ -290,6 +337,65 @@ function reportClientError(err: unknown, json: boolean): number {
   throw err;
 }
 
+const FORMATS_HELP = `Usage: mmp formats [--server HOST:PORT] [--json]
+
+Lists what a server reads and writes: its operations with their output formats, every output
+format with its codecs, the input formats it accepts and its limits (the MMP "info" op).
+
+  --server HOST:PORT  server to ask (default: env MMP_SERVER, else 127.0.0.1:9000)
+  --bind ADDRESS      local address to connect from
+  --json              print the server's answer as JSON`;
+
+async function runFormats(args: string[]): Promise<number> {
+  const { values, positionals } = parseOrUsage(args, ["server", "bind"], ["help", "json"]);
+  if (flag(values, "help")) return console.log(FORMATS_HELP), EXIT_OK;
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
+  const server = parseServer(
+    text(values, "server") ?? Deno.env.get("MMP_SERVER") ?? "127.0.0.1:9000",
+  );
+  try {
+    const info = await requestInfo({ ...server, ...defined("localAddress", text(values, "bind")) });
+    console.log(flag(values, "json") ? JSON.stringify(info) : describeInfo(info));
+    return EXIT_OK;
+  } catch (err) {
+    return reportClientError(err, flag(values, "json"));
+  }
+}
+
+/** The `info` answer as a few readable lines. */
+function describeInfo(info: Record<string, unknown>): string {
+  const lines = [`mmp server, protocol ${info.version}`, "", "Operations and their formats:"];
+  const operations = (info.operations ?? {}) as Record<string, { formats?: string[] }>;
+  for (const [op, spec] of Object.entries(operations)) {
+    lines.push(`  ${op.padEnd(9)} ${(spec.formats ?? []).join(" ")}`);
+  }
+  lines.push("", "Output formats (codecs used when a stream must be re-encoded):");
+  for (const f of (info.output_formats ?? []) as Record<string, string>[]) {
+    const codecs = [f.video_codec, f.audio_codec, f.subtitle_codec].filter(Boolean).join(" + ");
+    lines.push(`  ${String(f.format).padEnd(6)} ${String(f.kind).padEnd(10)} ${codecs}`);
+  }
+  const inputs = (info.input_formats ?? []) as string[];
+  lines.push("", `Input formats (${inputs.length}):`, wrap(inputs.join(" "), 96, "  "));
+  const limits = (info.limits ?? {}) as Record<string, number>;
+  lines.push("", "Limits:");
+  for (const [key, value] of Object.entries(limits)) lines.push(`  ${key}: ${value}`);
+  return lines.join("\n");
+}
+
+function wrap(text: string, width: number, indent: string): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + word.length + 1 > width) {
+      lines.push(indent + line);
+      line = "";
+    }
+    line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(indent + line);
+  return lines.join("\n");
+}
+
 /** Runs the CLI with `args` and returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [verbName, ...rest] = args;
@@ -298,6 +404,7 @@ export async function main(args: string[]): Promise<number> {
     return verbName === undefined ? EXIT_USAGE : EXIT_OK;
   }
   if (verbName === "serve") return await runServe(rest);
+  if (verbName === "formats") return await runFormats(rest);
   const verb = CLIENT_VERBS.get(verbName);
   if (!verb) throw new UsageError(`Unknown verb "${verbName}": run "mmp --help"`);
   return await runClientVerb(verb, rest);

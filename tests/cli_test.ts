@@ -100,9 +100,9 @@ Deno.test("usage errors exit 2, connection failures exit 3, --help exits 0", asy
     }
   });
   await t.step("unknown format", async () => {
-    const run = await runCli(["convert", input, "--to", "flac"]);
+    const run = await runCli(["convert", input, "--to", "xyz"]);
     assert.equal(run.code, 2);
-    assert.match(run.stderr, /Cannot convert to "flac"/);
+    assert.match(run.stderr, /Cannot write "xyz"/);
   });
   await t.step("missing input file", async () => {
     const run = await runCli(["convert", join(dir.path, "nope.mp4"), "--to", "mp3"]);

@@ -1,5 +1,9 @@
 import { extname } from "node:path";
 import { parseTimestamp } from "./units.ts";
+import { AUDIO_FORMATS } from "../media/audio.ts";
+import { COMPRESS_FORMATS } from "../media/compress.ts";
+import { CONVERT_FORMATS } from "../media/convert.ts";
+import { VIDEO_FORMATS } from "../media/video.ts";
 
 /** Thrown for a command line that cannot work; main prints it with exit code 2. */
 export class UsageError extends Error {
@@ -28,6 +32,8 @@ export interface ClientVerb {
   example: string;
   /** The verb's own string options. */
   options: readonly string[];
+  /** The verb's own boolean options. */
+  flags?: readonly string[];
   /** Builds the request from the options and the input path; throws {@linkcode UsageError}. */
   build(values: OptionValues, input: string): VerbRequest;
 }
@@ -59,45 +65,87 @@ function timeOption(values: OptionValues, name: string): number | string {
   return /^\d+(\.\d+)?$/.test(value) ? Number(value) : value;
 }
 
-/** Video ops keep the input's container when it can carry H.264 (or VP9 for webm), else mp4. */
+/** Video ops keep the input's container when it is a common film container, else mp4. */
 function videoExtension(input: string): string {
   const extension = extname(input).slice(1).toLowerCase();
-  return ["mp4", "mov", "mkv", "webm"].includes(extension) ? extension : "mp4";
+  return ["mp4", "m4v", "mov", "mkv", "webm"].includes(extension) ? extension : "mp4";
 }
+
+/** A `--format`/`--to` value: one of `allowed`, lower-cased, or a usage error listing them. */
+function formatOption(
+  values: OptionValues,
+  name: string,
+  allowed: readonly string[],
+): string | undefined {
+  const value = option(values, name)?.toLowerCase().replace(/^\./, "");
+  if (value === undefined || allowed.includes(value)) return value;
+  throw new UsageError(`Cannot write "${value}" with --${name}: use one of ${allowed.join(", ")}`);
+}
+
+/** `format` and `strip_metadata` for the video verbs, and the output's extension. */
+function videoOutput(values: OptionValues, input: string, allowed: readonly string[]) {
+  const format = formatOption(values, "format", allowed);
+  const request = {
+    ...(format && { format }),
+    ...(values["strip-metadata"] === true && { strip_metadata: true }),
+  };
+  return { request, extension: format ?? videoExtension(input) };
+}
+
+const FORMAT_HELP = (formats: readonly string[]) =>
+  `  --format FORMAT     output container: ${formats.join(", ")}
+                      (default: the input's when it is mp4, m4v, mov, mkv or webm, else mp4)
+  --strip-metadata    remove title, dates, location and other metadata (languages stay)`;
+
+const CLIP_TARGETS = ["gif", "webm", "mp4", "apng", "webp"];
 
 const convert: ClientVerb = {
   name: "convert",
-  summary: "Convert a video to MP3 audio, or a time range of it to a GIF or WEBM clip",
-  optionsHelp: `  --to FORMAT         mp3 (the sound track), gif or webm (a clip)
-  --start TIME        clip start: seconds (5, 8.5) or [HH:]MM:SS[.fff] (gif/webm only)
-  --end TIME          clip end, same forms (gif/webm only)`,
+  summary: "Convert a file to another format, extract its sound, or cut a clip",
+  optionsHelp: `  --to FORMAT         any output format: ${CONVERT_FORMATS.join(", ")}
+                      sound formats (${AUDIO_FORMATS.join(", ")}) extract the sound track;
+                      other formats keep every stream, copied where the format takes it
+  --start TIME        clip start: seconds (5, 8.5) or [HH:]MM:SS[.fff] (${CLIP_TARGETS.join("/")})
+  --end TIME          clip end, same forms
+  --strip-metadata    remove title, dates, location and other metadata (languages stay)`,
   example: "mmp convert talk.mp4 --to gif --start 5 --end 8.5",
   options: ["to", "start", "end"],
+  flags: ["strip-metadata"],
   build(values) {
-    const to = option(values, "to")?.toLowerCase();
-    if (to === "mp3") return { request: { op: "audio" }, extension: "mp3" };
-    if (to === "gif" || to === "webm") {
+    const to = formatOption(values, "to", CONVERT_FORMATS);
+    if (!to) throw new UsageError("Missing --to FORMAT");
+    const strip = values["strip-metadata"] === true ? { strip_metadata: true } : {};
+    if (AUDIO_FORMATS.includes(to)) {
+      return { request: { op: "audio", ...(to !== "mp3" && { format: to }) }, extension: to };
+    }
+    const clip = option(values, "start") !== undefined || option(values, "end") !== undefined;
+    if (clip) {
+      if (!CLIP_TARGETS.includes(to)) {
+        throw new UsageError(`--start/--end make a clip: use --to ${CLIP_TARGETS.join(", ")}`);
+      }
       const start = timeOption(values, "start");
       const end = timeOption(values, "end");
       return { request: { op: "clip", start, end, format: to }, extension: to };
     }
-    throw new UsageError(
-      to ? `Cannot convert to "${to}": use --to mp3, gif or webm` : "Missing --to FORMAT",
-    );
+    return { request: { op: "convert", format: to, ...strip }, extension: to };
   },
 };
 
 const compress: ClientVerb = {
   name: "compress",
   summary: "Make a video smaller at near-original quality (never bigger than the input)",
-  optionsHelp: "  --quality LEVEL     high, balanced (default) or small",
+  optionsHelp: `  --quality LEVEL     high, balanced (default) or small
+${FORMAT_HELP(COMPRESS_FORMATS).replace("mp4, m4v, mov, mkv or webm", "mkv or webm")}`,
   example: "mmp compress holiday.mov --quality balanced",
-  options: ["quality"],
+  options: ["quality", "format"],
+  flags: ["strip-metadata"],
   build(values, input) {
     const quality = oneOf(option(values, "quality"), "quality", ["high", "balanced", "small"]);
+    const { request } = videoOutput(values, input, COMPRESS_FORMATS);
+    const own = extname(input).slice(1).toLowerCase();
     return {
-      request: { op: "compress", ...(quality && { quality }) },
-      extension: videoExtension(input),
+      request: { op: "compress", ...(quality && { quality }), ...request },
+      extension: request.format ?? (["mkv", "webm"].includes(own) ? own : "mp4"),
     };
   },
 };
@@ -107,12 +155,18 @@ const resize: ClientVerb = {
   summary: "Change a video's resolution",
   optionsHelp: `  --resolution SIZE   WIDTHxHEIGHT with even sides (exact frame size), or a preset
                       144p 240p 360p 480p 540p 720p 1080p 1440p 2160p (sets the shorter
-                      side, keeps the aspect ratio)`,
+                      side, keeps the aspect ratio)
+${FORMAT_HELP(VIDEO_FORMATS)}`,
   example: "mmp resize clip.mp4 --resolution 720p",
-  options: ["resolution"],
+  options: ["resolution", "format"],
+  flags: ["strip-metadata"],
   build(values, input) {
     const resolution = required(values, "resolution", "SIZE (e.g. 1280x720 or 720p)");
-    return { request: { op: "resize", resolution }, extension: videoExtension(input) };
+    const output = videoOutput(values, input, VIDEO_FORMATS);
+    return {
+      request: { op: "resize", resolution, ...output.request },
+      extension: output.extension,
+    };
   },
 };
 
@@ -120,15 +174,18 @@ const aspect: ClientVerb = {
   name: "aspect",
   summary: "Change a video's aspect ratio",
   optionsHelp: `  --aspect W:H        target display aspect, e.g. 16:9, 4:3, 1:1, 9:16
-  --mode MODE         pad (letterbox/pillarbox, default), crop (cut the centre) or stretch`,
+  --mode MODE         pad (letterbox/pillarbox, default), crop (cut the centre) or stretch
+${FORMAT_HELP(VIDEO_FORMATS)}`,
   example: "mmp aspect phone.mp4 --aspect 16:9 --mode pad",
-  options: ["aspect", "mode"],
+  options: ["aspect", "mode", "format"],
+  flags: ["strip-metadata"],
   build(values, input) {
     const ratio = required(values, "aspect", "W:H (e.g. 16:9)");
     const mode = oneOf(option(values, "mode"), "mode", ["pad", "crop", "stretch"]);
+    const output = videoOutput(values, input, VIDEO_FORMATS);
     return {
-      request: { op: "aspect", aspect: ratio, ...(mode && { mode }) },
-      extension: videoExtension(input),
+      request: { op: "aspect", aspect: ratio, ...(mode && { mode }), ...output.request },
+      extension: output.extension,
     };
   },
 };

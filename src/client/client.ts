@@ -2,7 +2,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { hashFile, sha256Stream } from "../protocol/checksum.ts";
 import { type FrameHead, FrameReader } from "../protocol/frame_reader.ts";
 import { writeAll, writeFileFrame, writeFrame } from "../protocol/frame_writer.ts";
-import { type ClientConn, connectTo } from "./socket.ts";
+import { type ClientConn, type ConnectOptions, connectTo } from "./socket.ts";
 
 /** What the client reports while a job goes on. */
 export type ClientEvent =
@@ -271,4 +271,30 @@ function delay(ms: number): Promise<void> {
     const timer = setTimeout(resolve, ms);
     Deno.unrefTimer(timer);
   });
+}
+
+/**
+ * Asks a server what it reads and writes (the `info` op): operations, input and output formats,
+ * limits. A server older than protocol 2 answers `BAD_REQUEST`, thrown as a {@linkcode ServerError}.
+ */
+export async function requestInfo(options: ConnectOptions): Promise<Record<string, unknown>> {
+  const conn = await connectTo(options).catch((err) => {
+    throw new ConnectionError(
+      `Cannot connect to ${options.hostname}:${options.port}: ${err.message}`,
+    );
+  });
+  try {
+    await writeFrame(conn, { op: "info" });
+    const head = await new FrameReader(conn).readFrameHead();
+    if (head === null) {
+      throw new ConnectionError("The server closed the connection without an answer");
+    }
+    throwIfError(head);
+    return head.json;
+  } catch (err) {
+    if (err instanceof ServerError || err instanceof ConnectionError) throw err;
+    throw new ConnectionError(`The connection broke: ${(err as Error).message}`, { cause: err });
+  } finally {
+    conn.close();
+  }
 }

@@ -1,6 +1,15 @@
 import { MmpError } from "../protocol/errors.ts";
 import type { JobContext, JobOutput, Operation } from "./operation.ts";
-import { displaySize, encodeVideo, even, requireVideo, targetFor } from "./video.ts";
+import {
+  displaySize,
+  encodeVideo,
+  even,
+  parseVideoOutput,
+  requireVideo,
+  targetFor,
+  VIDEO_OUTPUT_KEYS,
+  type VideoOutput,
+} from "./video.ts";
 
 const MODES = ["pad", "crop", "stretch"] as const;
 
@@ -58,21 +67,35 @@ export function aspectFilter(
   };
 }
 
-async function changeAspect(ratio: number, mode: AspectMode, ctx: JobContext): Promise<JobOutput> {
+async function changeAspect(
+  ratio: number,
+  mode: AspectMode,
+  output: VideoOutput,
+  ctx: JobContext,
+): Promise<JobOutput> {
   const video = requireVideo(ctx.info, "aspect");
   const { filter, width, height } = aspectFilter(ratio, mode, displaySize(video));
-  const target = targetFor(ctx.inputExtension);
-  const path = await encodeVideo(ctx, { filter, target });
-  return { path, format: target.format, stats: { width, height, mode, codec: target.videoCodec } };
+  const format = targetFor(ctx.inputExtension, output.format);
+  const { path, dropped } = await encodeVideo(ctx, {
+    filter,
+    format,
+    stripMetadata: output.stripMetadata,
+  });
+  return {
+    path,
+    format: format.format,
+    stats: { width, height, mode, codec: format.video!.codec, dropped },
+  };
 }
 
-/** `{"op":"aspect","aspect":"16:9","mode"?:"pad"|"crop"|"stretch"}`. */
+/** `{"op":"aspect","aspect":"16:9","mode"?:"pad"|"crop"|"stretch","format"?:F}`. */
 export const aspect: Operation = {
   name: "aspect",
-  keys: ["aspect", "mode"],
+  keys: ["aspect", "mode", ...VIDEO_OUTPUT_KEYS],
   parse(args) {
     const ratio = parseAspect(args.aspect);
     const mode = parseMode(args.mode);
-    return { run: (ctx) => changeAspect(ratio, mode, ctx) };
+    const output = parseVideoOutput(args, "aspect");
+    return { run: (ctx) => changeAspect(ratio, mode, output, ctx) };
   },
 };

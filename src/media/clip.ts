@@ -2,12 +2,17 @@ import { MmpError } from "../protocol/errors.ts";
 import { parseTimestamp } from "../cli/units.ts";
 import { runFfmpeg } from "./ffmpeg.ts";
 import { inputArgs, type JobContext, type JobOutput, type Operation } from "./operation.ts";
-import { encodeVideo, requireVideo, type VideoTarget } from "./video.ts";
+import { ensureWritable, OUTPUT_FORMATS, type OutputFormat } from "./formats.ts";
+import { encodeVideo, EVEN_SIDES, requireVideo } from "./video.ts";
 
-const FORMATS = ["gif", "webm"] as const;
+const FORMATS = ["gif", "webm", "mp4", "apng", "webp"] as const;
 type ClipFormat = typeof FORMATS[number];
+/** Formats the clip op writes. */
+export const CLIP_FORMATS: readonly string[] = FORMATS;
+/** Animated pictures: every frame stored whole (or nearly), so they are kept short and small. */
+const ANIMATIONS: readonly string[] = ["gif", "apng", "webp"];
 
-/** GIFs are for short loops: longer clips belong in WEBM. */
+/** GIFs (and APNG/WebP animations) are for short loops: longer clips belong in WEBM or MP4. */
 export const MAX_GIF_SECONDS = 60;
 /** GIF frame rate and width caps: beyond these a GIF grows fast and looks no better. */
 export const GIF_MAX_FPS = 15;
@@ -45,17 +50,21 @@ export function parseClip(args: Record<string, unknown>): ClipRange {
   const start = time(args.start, "start");
   const end = time(args.end, "end");
   if (!FORMATS.includes(args.format as ClipFormat)) {
-    throw badClip("Invalid clip format", 'Use "format": "gif" or "webm"');
+    throw badClip("Invalid clip format", `Use "format" with one of: ${FORMATS.join(", ")}`);
   }
   const format = args.format as ClipFormat;
   if (end <= start) throw badClip(`The clip ends (${end}s) before it starts (${start}s)`);
-  if (format === "gif" && end - start > MAX_GIF_SECONDS) {
-    throw badClip(
-      `A GIF may be at most ${MAX_GIF_SECONDS} seconds long`,
-      'Pick a shorter range, or use "format": "webm" for longer clips',
-    );
-  }
+  if (ANIMATIONS.includes(format)) checkAnimationLength(end - start, format);
   return { start, end, format };
+}
+
+/** Refuses an animated picture longer than {@linkcode MAX_GIF_SECONDS}. */
+export function checkAnimationLength(seconds: number, format: string): void {
+  if (seconds <= MAX_GIF_SECONDS) return;
+  throw badClip(
+    `An animated ${format.toUpperCase()} may be at most ${MAX_GIF_SECONDS} seconds long`,
+    'Pick a shorter range, or use "format": "webm" or "mp4" for longer clips',
+  );
 }
 
 function checkRange(range: ClipRange, duration: number): void {
@@ -72,54 +81,61 @@ function seek(start: number): string[] {
   return start > 0 ? ["-ss", String(start)] : [];
 }
 
-/** One pass: palette from the clip's own colours, then dithered onto it; loops forever. */
-async function makeGif(range: ClipRange, ctx: JobContext): Promise<string> {
-  const output = ctx.files.path("out.gif");
+/**
+ * An animated picture of `seconds` from `start`, at most 15 fps and 480 px wide, looping forever.
+ * GIF gets one palette from the clip's own colours, dithered onto it, in one pass.
+ */
+export async function makeAnimation(
+  ctx: JobContext,
+  format: OutputFormat,
+  range: { start: number; seconds: number },
+): Promise<string> {
+  const output = ctx.files.path(`out.${format.format}`);
   const fps = Math.min(GIF_MAX_FPS, ctx.info.video?.frameRate ?? GIF_MAX_FPS);
-  const filter = `fps=${fps},scale='min(${GIF_MAX_WIDTH},iw)':-1:flags=lanczos,split[a][b];` +
-    `[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=4:diff_mode=rectangle`;
+  const scaled = `fps=${fps},scale='min(${GIF_MAX_WIDTH},iw)':-1:flags=lanczos`;
+  const filter = format.format === "gif"
+    ? `${scaled},split[a][b];[a]palettegen=stats_mode=diff[p];` +
+      `[b][p]paletteuse=dither=bayer:bayer_scale=4:diff_mode=rectangle`
+    : scaled;
+  const loop = format.format === "gif" ? ["-loop", "0"] : [];
   // deno-fmt-ignore
   const args = [
-    ...seek(range.start), ...inputArgs(ctx.input, ctx.demuxer), "-t", String(range.end - range.start),
-    "-map", `0:${ctx.info.video!.index}`, "-filter_complex", filter, "-loop", "0",
-    "-fs", String(ctx.maxOutputBytes), output,
+    ...seek(range.start), ...inputArgs(ctx.input, ctx.demuxer), "-t", String(range.seconds),
+    "-map", `0:${ctx.info.video!.index}`, "-filter_complex", filter,
+    "-c:v", format.video!.encoder, ...format.video!.args, ...loop,
+    "-fs", String(ctx.maxOutputBytes), "-f", format.muxer, output,
   ];
   await runFfmpeg(args, {
     ffmpeg: ctx.tools.ffmpeg,
     signal: ctx.signal,
-    durationSeconds: range.end - range.start,
+    durationSeconds: range.seconds,
     onProgress: ctx.onProgress,
   });
   return output;
 }
 
-const WEBM: VideoTarget = {
-  format: "webm",
-  videoCodec: "libvpx-vp9",
-  audioCodec: "libopus",
-  copyableAudio: [],
-};
-
 async function makeClip(range: ClipRange, ctx: JobContext): Promise<JobOutput> {
   requireVideo(ctx.info, "clip");
   checkRange(range, ctx.info.duration);
   const seconds = range.end - range.start;
-  const path = range.format === "gif" ? await makeGif(range, ctx) : await encodeVideo(ctx, {
-    target: WEBM,
-    quality: "balanced",
-    before: seek(range.start),
-    after: ["-t", String(seconds)],
-    durationSeconds: seconds,
-  });
-  const stats = {
-    start: range.start,
-    end: range.end,
-    codec: range.format === "gif" ? "gif" : "vp9",
-  };
+  const format = OUTPUT_FORMATS.get(range.format)!;
+  await ensureWritable(format, ctx.tools.ffmpeg);
+  const path = ANIMATIONS.includes(range.format)
+    ? await makeAnimation(ctx, format, { start: range.start, seconds })
+    : (await encodeVideo(ctx, {
+      format,
+      quality: "balanced",
+      filter: EVEN_SIDES,
+      before: seek(range.start),
+      after: ["-t", String(seconds)],
+      durationSeconds: seconds,
+      mainStreamsOnly: true,
+    })).path;
+  const stats = { start: range.start, end: range.end, codec: format.video!.codec };
   return { path, format: range.format, stats };
 }
 
-/** `{"op":"clip","start":S,"end":E,"format":"gif"|"webm"}`. */
+/** `{"op":"clip","start":S,"end":E,"format":"gif"|"webm"|"mp4"|"apng"|"webp"}`. */
 export const clip: Operation = {
   name: "clip",
   keys: ["start", "end", "format"],

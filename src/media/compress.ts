@@ -2,9 +2,19 @@ import { MmpError } from "../protocol/errors.ts";
 import { FfmpegError, runFfmpeg, runForOutput } from "./ffmpeg.ts";
 import { availableEncoders, type Encoder, ENCODERS } from "./encoders.ts";
 import { inputArgs, type JobContext, type JobOutput, type Operation } from "./operation.ts";
-import { type MediaInfo, probe } from "./probe.ts";
+import { type MediaInfo, probe, type StreamInfo } from "./probe.ts";
 import { measureSsim } from "./ssim.ts";
-import { muxerArgs, requireVideo } from "./video.ts";
+import { canCopyVideo, convertFilm } from "./convert.ts";
+import { type CodecRule, OUTPUT_FORMATS, type OutputFormat } from "./formats.ts";
+import { mapStreams } from "./streams.ts";
+import {
+  EVEN_SIDES,
+  parseVideoOutput,
+  pictureArgs,
+  rateArgs,
+  requireVideo,
+  VIDEO_OUTPUT_KEYS,
+} from "./video.ts";
 
 const QUALITIES = ["high", "balanced", "small"] as const;
 /** A named quality level. */
@@ -61,6 +71,9 @@ const EFFICIENT_AUDIO_BPS = 160_000;
 export interface CompressRequest {
   quality: CompressQuality;
   codec?: Codec;
+  /** The container asked for; default: MKV and WEBM keep theirs, the rest become MP4. */
+  format?: OutputFormat;
+  stripMetadata: boolean;
 }
 
 /** One probe encode of the samples. */
@@ -90,37 +103,58 @@ function oneOf<T extends string>(
 export function parseCompress(args: Record<string, unknown>): CompressRequest {
   const request: CompressRequest = {
     quality: oneOf(args.quality, QUALITIES, "quality") ?? "balanced",
+    ...parseVideoOutput(args, "compress", COMPRESS_FORMATS),
   };
   const codec = oneOf(args.codec, CODECS, "codec");
   if (codec) request.codec = codec;
+  if (codec && request.format && !request.format.video!.copy.includes(codec)) {
+    const can = COMPRESS_FORMATS.filter((f) => OUTPUT_FORMATS.get(f)!.video!.copy.includes(codec));
+    throw new MmpError("BAD_REQUEST", `${request.format.format} cannot carry ${codec}`, {
+      solution: `For ${codec}, use "format" with one of: ${can.join(", ")}`,
+    });
+  }
   return request;
 }
 
-/** Output container: MKV and WEBM inputs keep theirs, everything else becomes MP4. */
-function containerFor(extension: string): "mp4" | "mkv" | "webm" {
-  return extension === "mkv" || extension === "webm" ? extension : "mp4";
+/** Containers compress writes: those that carry AV1, HEVC or H.264 as they are. */
+export const COMPRESS_FORMATS: readonly string[] = [
+  "mp4",
+  "m4v",
+  "mov",
+  "mkv",
+  "webm",
+  "ts",
+  "m2ts",
+  "flv",
+  "3gp",
+  "3g2",
+  "nut",
+];
+
+/** Output container by default: MKV and WEBM inputs keep theirs, everything else becomes MP4. */
+function containerFor(extension: string, requested?: OutputFormat): OutputFormat {
+  if (requested) return requested;
+  return OUTPUT_FORMATS.get(extension === "mkv" || extension === "webm" ? extension : "mp4")!;
 }
 
-/** Audio: efficient tracks are copied, wasteful ones (PCM, AC-3, FLAC, high bitrates) re-encoded. */
-export function compressAudioArgs(info: MediaInfo, container: string): string[] {
-  const audio = info.audio;
-  if (!audio) return [];
-  const map = ["-map", `0:${audio.index}`];
-  const copyable = container === "mp4"
-    ? ["aac", "mp3"]
-    : container === "webm"
-    ? ["opus", "vorbis"]
-    : [
-      "aac",
-      "mp3",
-      "opus",
-      "vorbis",
-    ];
-  const efficient = (audio.bitRate ?? 0) <= EFFICIENT_AUDIO_BPS;
-  if (efficient && copyable.includes(audio.codec)) return [...map, "-c:a", "copy"];
-  return container === "mp4"
-    ? [...map, "-c:a", "aac", "-b:a", "128k"]
-    : [...map, "-c:a", "libopus", "-b:a", "96k"];
+/**
+ * Audio: efficient tracks are copied, wasteful ones (PCM, AC-3, FLAC, high bitrates) re-encoded:
+ * AAC 128k in the MP4 family, Opus 96k in Matroska and WebM, the container's own codec elsewhere.
+ */
+export function compressAudioRule(format: OutputFormat): CodecRule {
+  const own = format.audio!;
+  if (format.muxer === "webm") return { ...own, args: ["-b:a", "96k"] };
+  if (format.muxer === "matroska") {
+    const copy = ["aac", "mp3", "opus", "vorbis"];
+    return { encoder: "libopus", codec: "opus", args: ["-b:a", "96k"], copy };
+  }
+  if (own.encoder === "aac") return { ...own, args: ["-b:a", "128k"] };
+  return own;
+}
+
+/** Whether an audio track is already small enough to copy. */
+function efficientAudio(stream: StreamInfo): boolean {
+  return (stream.bitRate ?? 0) <= EFFICIENT_AUDIO_BPS;
 }
 
 /** The lossless sample file, its media seconds, and ffprobe's view of it. */
@@ -134,8 +168,6 @@ interface Samples {
   keyframes: number;
 }
 
-/** 4:2:0 encoders need even sides: an odd row or column is cropped off (as HandBrake does). */
-const EVEN_CROP = "crop=trunc(iw/2)*2:trunc(ih/2)*2";
 /** Keyframe interval of the candidates (SVT-AV1 `-g 240`; x264 uses 250), in frames. */
 const GOP_FRAMES = 240;
 
@@ -187,7 +219,7 @@ async function extractSamples(ctx: JobContext): Promise<Samples> {
   await runFfmpeg([
     ...inputs,
     "-filter_complex",
-    `${streams}concat=n=${starts.length}:v=1:a=0,${EVEN_CROP},format=yuv420p[v]`,
+    `${streams}concat=n=${starts.length}:v=1:a=0,${EVEN_SIDES},format=yuv420p[v]`,
     "-map",
     "[v]",
     ...sampleCodec(ctx.info, starts.length * length),
@@ -383,31 +415,42 @@ function h264BytesAt(reference: Probe, target: number): number {
 }
 
 /** The encoders to try: the request's codec, or AV1 and H.264; WEBM can only take AV1. */
-async function candidates(ctx: JobContext, request: CompressRequest, container: string) {
+async function candidates(ctx: JobContext, request: CompressRequest, format: OutputFormat) {
   const have = await availableEncoders(ctx.tools.ffmpeg);
   const wanted = request.codec ? [request.codec] : ["av1", "h264"];
   return ENCODERS.filter((e) =>
-    wanted.includes(e.codec) && have.has(e.encoder) && (container !== "webm" || e.codec === "av1")
+    wanted.includes(e.codec) && have.has(e.encoder) && format.video!.copy.includes(e.codec)
   );
 }
 
-/** Result that is the upload itself: never bigger than what came in. */
-function keepInput(ctx: JobContext, stats: Record<string, unknown>, reason: string): JobOutput {
-  return {
-    path: ctx.input,
-    format: ctx.inputExtension,
-    stats: { ...stats, codec: ctx.info.video?.codec ?? "unknown", kept_input: true, reason },
-  };
+/**
+ * Result that is the upload itself: never bigger than what came in. Remuxed (streams copied) when
+ * another container or stripped metadata was asked for and the video can be copied into it.
+ */
+async function keepInput(
+  ctx: JobContext,
+  request: CompressRequest,
+  stats: Record<string, unknown>,
+  reason: string,
+): Promise<JobOutput> {
+  const kept = { ...stats, codec: ctx.info.video?.codec ?? "unknown", kept_input: true, reason };
+  const format = request.format ?? OUTPUT_FORMATS.get(ctx.inputExtension);
+  const remux = format && (format.format !== ctx.inputExtension || request.stripMetadata);
+  if (!remux || !canCopyVideo(ctx.info.video!, format)) {
+    return { path: ctx.input, format: ctx.inputExtension, stats: kept };
+  }
+  const output = await convertFilm({ format, stripMetadata: request.stripMetadata }, ctx);
+  return { ...output, stats: { ...output.stats, ...kept } };
 }
 
 async function compressVideo(request: CompressRequest, ctx: JobContext): Promise<JobOutput> {
   const video = requireVideo(ctx.info, "compress");
   const started = performance.now();
   const inputBytes = (await Deno.stat(ctx.input)).size;
-  let container = containerFor(ctx.inputExtension);
+  let container = containerFor(ctx.inputExtension, request.format);
   let encoders = await candidates(ctx, request, container);
-  if (encoders.length === 0 && container === "webm") {
-    container = "mkv";
+  if (encoders.length === 0 && container.format === "webm" && !request.format) {
+    container = OUTPUT_FORMATS.get("mkv")!;
     encoders = await candidates(ctx, request, container);
   }
   const budget = (encoders.length + 1) * MAX_PROBES;
@@ -423,7 +466,12 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
   } catch (err) {
     // ffprobe read the file, but a full decode failed: the upload is still the best answer.
     if (!(err instanceof FfmpegError)) throw err;
-    return keepInput(ctx, { quality: request.quality }, "the video could not be decoded whole");
+    return await keepInput(
+      ctx,
+      request,
+      { quality: request.quality },
+      "the video could not be decoded whole",
+    );
   }
   const target = Math.min(0.999, reference.ssim + anchor.offset);
   const chosen = await searchEncoders(search, encoders, target, reference);
@@ -434,26 +482,32 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     probes: search.probes.map((p) => ({ ...p, ssim: round(p.ssim), speed: round(p.speed, 2) })),
   };
   const pick = choose(chosen, target);
-  if (!pick) return keepInput(ctx, stats, "no encoder could take this input");
+  if (!pick) return await keepInput(ctx, request, stats, "no encoder could take this input");
   Object.assign(stats, { codec: pick.codec, crf: pick.crf, ssim: round(pick.ssim) });
 
   const predicted = (pick.bytes / samples.seconds) * ctx.info.duration;
   if (predicted >= inputBytes * HOPELESS_RATIO) {
-    return keepInput(ctx, stats, "no encode beats the input");
+    return await keepInput(ctx, request, stats, "no encode beats the input");
   }
 
   const encoder = ENCODERS.find((e) => e.codec === pick.codec)!;
   const searchSeconds = (performance.now() - started) / 1000;
   const preset = finalPreset(encoder, pick, ctx.info.duration, searchSeconds);
   Object.assign(stats, { preset, search_seconds: round(searchSeconds, 2) });
-  const output = ctx.files.path(`out.${container}`);
+  const output = ctx.files.path(`out.${container.format}`);
+  const mapping = mapStreams(ctx.info, {
+    format: container,
+    mainVideo: { codecArgs: encoder.args(pick.crf, preset), filter: EVEN_SIDES },
+    audio: compressAudioRule(container),
+    copyAudio: efficientAudio,
+    stripMetadata: request.stripMetadata,
+  });
+  if (mapping.dropped.length > 0) stats.dropped = mapping.dropped;
   // deno-fmt-ignore
   await runFfmpeg([
-    ...inputArgs(ctx.input, ctx.demuxer), "-map", `0:${video.index}`, ...encoder.args(pick.crf, preset),
-    "-vf", EVEN_CROP, "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
-    ...compressAudioArgs(ctx.info, container),
-    "-map_metadata", "0", "-map_chapters", "0", ...muxerArgs(container),
-    "-fs", String(ctx.maxOutputBytes), output,
+    ...inputArgs(ctx.input, ctx.demuxer), ...mapping.args,
+    ...pictureArgs(video, encoder.encoder), ...rateArgs(video, container), ...container.muxerArgs,
+    "-fs", String(ctx.maxOutputBytes), "-f", container.muxer, output,
   ], {
     ffmpeg: ctx.tools.ffmpeg,
     signal: ctx.signal,
@@ -464,10 +518,10 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
   stats.seconds = round((performance.now() - started) / 1000, 2);
   if (outputBytes >= inputBytes) {
     await Deno.remove(output);
-    return keepInput(ctx, stats, "the encode came out larger than the input");
+    return await keepInput(ctx, request, stats, "the encode came out larger than the input");
   }
   stats.size_ratio = round(outputBytes / inputBytes);
-  return { path: output, format: container, stats: { ...stats, kept_input: false } };
+  return { path: output, format: container.format, stats: { ...stats, kept_input: false } };
 }
 
 /**
@@ -497,7 +551,7 @@ function round(value: number, digits = 4): number {
 /** `{"op":"compress","quality"?:"high"|"balanced"|"small","codec"?:"av1"|"hevc"|"h264"}`. */
 export const compress: Operation = {
   name: "compress",
-  keys: ["quality", "codec"],
+  keys: ["quality", "codec", ...VIDEO_OUTPUT_KEYS],
   parse(args) {
     const request = parseCompress(args);
     return { run: (ctx) => compressVideo(request, ctx) };

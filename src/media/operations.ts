@@ -3,12 +3,13 @@ import { aspect } from "./aspect.ts";
 import { audio } from "./audio.ts";
 import { clip } from "./clip.ts";
 import { compress } from "./compress.ts";
+import { convert } from "./convert.ts";
 import { resize } from "./resize.ts";
 import type { Operation, Plan } from "./operation.ts";
 
 /** Every operation the server runs, by its `op` value. */
 export const OPERATIONS: ReadonlyMap<string, Operation> = new Map(
-  [compress, resize, aspect, audio, clip].map((op) => [op.name, op]),
+  [compress, resize, aspect, audio, clip, convert].map((op) => [op.name, op]),
 );
 
 /** Keys every job request may carry. */

@@ -17,6 +17,24 @@ export interface StreamInfo {
   channels?: number;
   /** True for cover art and other single-image "video" streams. */
   attachedPicture?: boolean;
+  /** Pixel format, such as `yuv420p10le`. */
+  pixFmt?: string;
+  /** Bits per colour sample of the picture (8, 10, 12), from the pixel format. */
+  bitDepth?: number;
+  /** Colour description as ffprobe names it (`bt2020`, `arib-std-b67`, `bt2020nc`, `tv`). */
+  colorPrimaries?: string;
+  colorTransfer?: string;
+  colorSpace?: string;
+  colorRange?: string;
+  /** ISO 639 language tag, such as `eng`. */
+  language?: string;
+  title?: string;
+  /** Dispositions that are set, such as `default`, `forced`. */
+  dispositions?: string[];
+  /** Sample rate of an audio stream, in Hz. */
+  sampleRate?: number;
+  /** Bits per sample of a PCM/lossless audio stream, when known. */
+  bitsPerSample?: number;
 }
 
 /** What ffprobe says about an uploaded file. */
@@ -32,6 +50,8 @@ export interface MediaInfo {
   video?: StreamInfo;
   /** The first audio stream, if any. */
   audio?: StreamInfo;
+  /** How many chapters the file has. */
+  chapters?: number;
 }
 
 /** Options of {@linkcode probe}. */
@@ -76,12 +96,53 @@ function toStream(stream: Json): StreamInfo {
     ["frameRate", ratio(stream.avg_frame_rate) ?? ratio(stream.r_frame_rate)],
     ["bitRate", num(stream.bit_rate)],
     ["channels", num(stream.channels)],
+    ["sampleRate", num(stream.sample_rate)],
+    ["bitsPerSample", num(stream.bits_per_raw_sample) || num(stream.bits_per_sample) || undefined],
   ];
   for (const [key, value] of fields) if (value !== undefined) Object.assign(info, { [key]: value });
-  if (info.type === "video") info.rotation = rotationOf(stream);
+  if (info.type === "video") {
+    info.rotation = rotationOf(stream);
+    Object.assign(info, colourOf(stream));
+  }
+  const tags = (stream.tags ?? {}) as Json;
+  if (typeof tags.language === "string") info.language = tags.language;
+  if (typeof tags.title === "string") info.title = tags.title;
   const disposition = (stream.disposition ?? {}) as Json;
   if (disposition.attached_pic === 1) info.attachedPicture = true;
+  const set = Object.keys(disposition).filter((key) => disposition[key] === 1);
+  if (set.length > 0) info.dispositions = set;
   return info;
+}
+
+/** Pixel format, its bit depth and the colour description ffprobe reports (unknowns left out). */
+function colourOf(stream: Json): Partial<StreamInfo> {
+  const colour: Partial<StreamInfo> = {};
+  const known = (value: unknown) =>
+    typeof value === "string" && value !== "unknown" && value !== "reserved" ? value : undefined;
+  const pixFmt = known(stream.pix_fmt);
+  if (pixFmt) {
+    colour.pixFmt = pixFmt;
+    colour.bitDepth = bitDepthOf(pixFmt);
+  }
+  const pairs: [keyof StreamInfo, unknown][] = [
+    ["colorPrimaries", stream.color_primaries],
+    ["colorTransfer", stream.color_transfer],
+    ["colorSpace", stream.color_space],
+    ["colorRange", stream.color_range],
+  ];
+  for (const [key, value] of pairs) {
+    const text = known(value);
+    if (text) Object.assign(colour, { [key]: text });
+  }
+  return colour;
+}
+
+/** Bits per sample of a pixel format: `yuv420p10le` → 10, `p010le` → 10, `yuv420p` → 8. */
+export function bitDepthOf(pixFmt: string): number {
+  const match = /(?:p|gray|^y)(\d{2})(?:le|be)$/.exec(pixFmt) ??
+    /^p0(\d{2})(?:le|be)$/.exec(pixFmt);
+  const bits = Number(match?.[1]);
+  return bits >= 9 && bits <= 16 ? bits : 8;
 }
 
 /** Parses ffprobe's `-print_format json -show_format -show_streams` output. */
@@ -95,6 +156,7 @@ export function parseProbe(text: string): MediaInfo {
     size: num(format.size) ?? 0,
     bitRate: num(format.bit_rate) ?? 0,
     streams,
+    chapters: Array.isArray(json.chapters) ? json.chapters.length : 0,
   };
   const video = streams.find((s) => s.type === "video" && !s.attachedPicture);
   const audio = streams.find((s) => s.type === "audio");
@@ -112,6 +174,7 @@ export async function probe(path: string, options: ProbeOptions): Promise<MediaI
     "json",
     "-show_format",
     "-show_streams",
+    "-show_chapters",
     ...(options.inputArgs ?? ["-i", path]),
   ], options.signal);
   return parseProbe(text);

@@ -6,8 +6,11 @@ import {
   encodeVideo,
   even,
   MAX_SIDE,
+  parseVideoOutput,
   requireVideo,
   targetFor,
+  VIDEO_OUTPUT_KEYS,
+  type VideoOutput,
 } from "./video.ts";
 
 /** Presets name the frame's shorter side: 720p is 1280x720 landscape, 720x1280 portrait. */
@@ -63,34 +66,40 @@ export function targetSize(resolution: Resolution, display: { width: number; hei
     : { width: even(resolution.shortSide * ratio), height: even(resolution.shortSide) };
 }
 
-async function resizeVideo(resolution: Resolution, ctx: JobContext): Promise<JobOutput> {
+async function resizeVideo(
+  resolution: Resolution,
+  output: VideoOutput,
+  ctx: JobContext,
+): Promise<JobOutput> {
   const video = requireVideo(ctx.info, "resize");
   const size = targetSize(resolution, displaySize(video));
-  const target = targetFor(ctx.inputExtension);
-  if (alreadyAs(ctx, target, size)) {
+  const target = targetFor(ctx.inputExtension, output.format);
+  if (!output.stripMetadata && alreadyAs(ctx, target, size)) {
     return {
       path: ctx.input,
       format: ctx.inputExtension,
       stats: { ...size, codec: video.codec, unchanged: true },
     };
   }
-  const path = await encodeVideo(ctx, {
+  const { path, dropped } = await encodeVideo(ctx, {
     filter: `scale=${size.width}:${size.height}:flags=lanczos,setsar=1`,
-    target,
+    format: target,
+    stripMetadata: output.stripMetadata,
   });
   return {
     path,
     format: target.format,
-    stats: { width: size.width, height: size.height, codec: target.videoCodec },
+    stats: { width: size.width, height: size.height, codec: target.video!.codec, dropped },
   };
 }
 
-/** `{"op":"resize","resolution":"1280x720"|"720p"}`. */
+/** `{"op":"resize","resolution":"1280x720"|"720p","format"?:F,"strip_metadata"?:true}`. */
 export const resize: Operation = {
   name: "resize",
-  keys: ["resolution"],
+  keys: ["resolution", ...VIDEO_OUTPUT_KEYS],
   parse(args) {
     const resolution = parseResolution(args.resolution);
-    return { run: (ctx) => resizeVideo(resolution, ctx) };
+    const output = parseVideoOutput(args, "resize");
+    return { run: (ctx) => resizeVideo(resolution, output, ctx) };
   },
 };

@@ -1,10 +1,22 @@
 import { MmpError } from "../protocol/errors.ts";
 import { runFfmpeg } from "./ffmpeg.ts";
+import {
+  ensureWritable,
+  formatsOfKind,
+  HIGH_BIT_DEPTH_ENCODERS,
+  OUTPUT_FORMATS,
+  type OutputFormat,
+  parseFormat,
+} from "./formats.ts";
 import { inputArgs, type JobContext } from "./operation.ts";
 import type { MediaInfo, StreamInfo } from "./probe.ts";
+import { type DroppedStream, mapStreams } from "./streams.ts";
 
 /** Largest frame side the server produces; keeps a request from asking for absurd sizes. */
 export const MAX_SIDE = 7680;
+
+/** 4:2:0 encoders need even sides: an odd row or column is cropped off (as HandBrake does). */
+export const EVEN_SIDES = "crop=trunc(iw/2)*2:trunc(ih/2)*2";
 
 /** Rounds to the nearest even number, at least 2: 4:2:0 video needs even sides. */
 export function even(value: number): number {
@@ -27,111 +39,118 @@ export function displaySize(video: StreamInfo): { width: number; height: number 
   return turned ? { width: height, height: width } : { width, height };
 }
 
-/** Output container and codecs for a re-encoded video. */
-export interface VideoTarget {
-  /** Output extension and media type. */
-  format: "mp4" | "mov" | "mkv" | "webm";
-  videoCodec: "libx264" | "libvpx-vp9";
-  audioCodec: "aac" | "libopus";
-  /** Audio codecs this container takes as they are. */
-  copyableAudio: readonly string[];
+/** The output options every video op takes: `format` and `strip_metadata`. */
+export interface VideoOutput {
+  format?: OutputFormat;
+  stripMetadata: boolean;
 }
 
-const TARGETS: Record<VideoTarget["format"], VideoTarget> = {
-  mp4: { format: "mp4", videoCodec: "libx264", audioCodec: "aac", copyableAudio: ["aac", "mp3"] },
-  mov: { format: "mov", videoCodec: "libx264", audioCodec: "aac", copyableAudio: ["aac", "mp3"] },
-  mkv: {
-    format: "mkv",
-    videoCodec: "libx264",
-    audioCodec: "aac",
-    copyableAudio: ["aac", "mp3", "opus", "vorbis", "flac", "ac3", "eac3"],
-  },
-  webm: {
-    format: "webm",
-    videoCodec: "libvpx-vp9",
-    audioCodec: "libopus",
-    copyableAudio: ["opus", "vorbis"],
-  },
-};
+/** Keys of {@linkcode VideoOutput} in a request. */
+export const VIDEO_OUTPUT_KEYS = ["format", "strip_metadata"] as const;
+
+/** Formats resize, aspect and convert's video path can write: every film container. */
+export const VIDEO_FORMATS: readonly string[] = formatsOfKind("video");
+
+/** Validates `format` (a film container) and `strip_metadata` (a boolean). */
+export function parseVideoOutput(
+  args: Record<string, unknown>,
+  op: string,
+  formats: readonly string[] = VIDEO_FORMATS,
+): VideoOutput {
+  const strip = args.strip_metadata ?? false;
+  if (typeof strip !== "boolean") {
+    throw new MmpError("BAD_REQUEST", "strip_metadata must be true or false");
+  }
+  const format = parseFormat(args.format, formats, op);
+  return { ...(format ? { format } : {}), stripMetadata: strip };
+}
 
 /**
- * Keeps the input's container when it can carry the result (H.264/AAC in mp4, m4v, mov, mkv;
- * VP9/Opus in webm); every other input becomes MP4.
+ * The output format of a video op: the one asked for, else the input's container when it is one
+ * of the common film containers (mp4, m4v, mov, mkv, webm), else MP4.
  */
-export function targetFor(inputExtension: string): VideoTarget {
-  switch (inputExtension) {
-    case "mov":
-      return TARGETS.mov;
-    case "mkv":
-      return TARGETS.mkv;
-    case "webm":
-      return TARGETS.webm;
-    default:
-      return TARGETS.mp4;
-  }
+export function targetFor(inputExtension: string, requested?: OutputFormat): OutputFormat {
+  if (requested) return requested;
+  const keep = ["mp4", "m4v", "mov", "mkv", "webm"].includes(inputExtension);
+  return OUTPUT_FORMATS.get(keep ? inputExtension : "mp4")!;
 }
 
-/** Encoder settings by quality level: CRF for x264 (preset `fast`) and VP9. */
-const VIDEO_CRF = {
-  high: { x264: 20, vp9: 30 },
-  balanced: { x264: 23, vp9: 34 },
-  small: { x264: 27, vp9: 38 },
+/** CRF by quality level for the encoders whose quality is a CRF (x264, x265, VP9). */
+const VIDEO_CRF: Record<string, Record<Quality, number>> = {
+  libx264: { high: 20, balanced: 23, small: 27 },
+  libx265: { high: 22, balanced: 26, small: 30 },
+  "libvpx-vp9": { high: 30, balanced: 34, small: 38 },
 };
 
 /** A named quality level. */
-export type Quality = keyof typeof VIDEO_CRF;
+export type Quality = "high" | "balanced" | "small";
 
-/** ffmpeg options for the target's video encoder. */
-export function videoCodecArgs(target: VideoTarget, quality: Quality = "high"): string[] {
-  if (target.videoCodec === "libvpx-vp9") {
-    const crf = String(VIDEO_CRF[quality].vp9);
-    // deno-fmt-ignore
-    return [
-      "-c:v", "libvpx-vp9", "-crf", crf, "-b:v", "0", "-deadline", "good", "-cpu-used", "5",
-      "-row-mt", "1", "-pix_fmt", "yuv420p",
-    ];
-  }
-  const crf = String(VIDEO_CRF[quality].x264);
-  return ["-c:v", "libx264", "-preset", "fast", "-crf", crf, "-pix_fmt", "yuv420p"];
-}
-
-/** ffmpeg options that keep the first audio track: copied when the container takes it. */
-export function audioArgs(info: MediaInfo, target: VideoTarget): string[] {
-  const audio = info.audio;
-  if (!audio) return [];
-  const map = ["-map", `0:${audio.index}`];
-  if (target.copyableAudio.includes(audio.codec)) return [...map, "-c:a", "copy"];
-  const bitrate = target.audioCodec === "libopus" ? "96k" : "160k";
-  return [...map, "-c:a", target.audioCodec, "-b:a", bitrate];
-}
-
-/** Container options: MP4 and MOV get their index up front so they play while downloading. */
-export function muxerArgs(format: string): string[] {
-  return format === "mp4" || format === "mov" ? ["-movflags", "+faststart"] : [];
+/** The format's video encoder and its options, at `quality` where the encoder has a CRF scale. */
+export function videoCodecArgs(format: OutputFormat, quality: Quality = "high"): string[] {
+  const rule = format.video!;
+  const args = [...rule.args];
+  const crf = VIDEO_CRF[rule.encoder]?.[quality];
+  const at = args.indexOf("-crf");
+  if (crf !== undefined && at >= 0) args[at + 1] = String(crf);
+  return ["-c:v", rule.encoder, ...args];
 }
 
 /**
- * True when the upload already is what encoding it to `size` for `target` would make: that codec
+ * Picture options for the main video's encoder: the source's bit depth where the encoder can keep
+ * it (10-bit in, 10-bit out), else 8-bit 4:2:0; and the source's colour description, so HDR and
+ * wide-gamut video is still tagged as such.
+ */
+export function pictureArgs(video: StreamInfo, encoder: string): string[] {
+  const deep = (video.bitDepth ?? 8) > 8 && HIGH_BIT_DEPTH_ENCODERS.has(encoder);
+  const args = ["-pix_fmt:v:0", deep ? "yuv420p10le" : "yuv420p"];
+  // An RGB source is converted to YUV on the way: its "gbr" matrix and full range do not apply.
+  const yuv = /^(yuv|nv|p0|yuyv|uyvy)/.test(video.pixFmt ?? "yuv");
+  const tags: [string, string | undefined][] = [
+    ["-color_primaries:v:0", video.colorPrimaries],
+    ["-color_trc:v:0", video.colorTransfer],
+    ["-colorspace:v:0", yuv ? video.colorSpace : undefined],
+    // Full-range "j" formats are converted to limited range on the way to yuv420p.
+    ["-color_range:v:0", yuv && !video.pixFmt?.startsWith("yuvj") ? video.colorRange : undefined],
+  ];
+  for (const [flag, value] of tags) if (value) args.push(flag, value);
+  return args;
+}
+
+/** The frame rate nearest to `rate` among those the format allows. */
+export function nearestRate(rate: number, allowed: readonly number[]): number {
+  return allowed.reduce((a, b) => (Math.abs(b - rate) < Math.abs(a - rate) ? b : a));
+}
+
+/** Rate options for the main video: strict formats get their nearest rate, VFR ones pass through. */
+export function rateArgs(video: StreamInfo, format: OutputFormat): string[] {
+  if (format.frameRates) {
+    const rate = nearestRate(video.frameRate ?? 25, format.frameRates);
+    return ["-r:v:0", rate.toFixed(5).replace(/\.?0+$/, "")];
+  }
+  return format.variableFrameRate ? ["-fps_mode:v:0", "passthrough"] : [];
+}
+
+/**
+ * True when the upload already is what encoding it to `size` for `format` would make: that codec
  * at exactly that size, square pixels, no rotation, in that container. Re-encoding it would only
  * lose quality and time.
  */
 export function alreadyAs(
   ctx: JobContext,
-  target: VideoTarget,
+  format: OutputFormat,
   size: { width: number; height: number },
 ): boolean {
   const video = ctx.info.video!;
-  const codec = target.videoCodec === "libx264" ? "h264" : "vp9";
-  return ctx.inputExtension === target.format && video.codec === codec &&
+  return ctx.inputExtension === format.format && video.codec === format.video?.codec &&
     video.width === size.width && video.height === size.height &&
     (video.sampleAspect ?? 1) === 1 && !video.rotation;
 }
 
 /** Options of {@linkcode encodeVideo}. */
 export interface EncodeVideoOptions {
-  /** The `-vf` filter chain, or none. */
+  /** The main video's filter chain, or none. */
   filter?: string;
-  target: VideoTarget;
+  format: OutputFormat;
   quality?: Quality;
   /** Options placed before the input (such as `-ss`). */
   before?: string[];
@@ -139,24 +158,48 @@ export interface EncodeVideoOptions {
   after?: string[];
   /** Seconds of output, for progress. Default the input's duration. */
   durationSeconds?: number;
+  /** Only the main video and the first audio track (a clip), not every stream. */
+  mainStreamsOnly?: boolean;
+  stripMetadata?: boolean;
 }
 
-/** Re-encodes the main video (and first audio) of the upload; returns the output path. */
-export async function encodeVideo(ctx: JobContext, options: EncodeVideoOptions): Promise<string> {
+/** An encoded output and the streams it could not carry. */
+export interface EncodedVideo {
+  path: string;
+  dropped: DroppedStream[];
+}
+
+/**
+ * Re-encodes the main video with `filter` into `format`, keeping every other stream the format can
+ * carry (see {@linkcode mapStreams}).
+ */
+export async function encodeVideo(
+  ctx: JobContext,
+  options: EncodeVideoOptions,
+): Promise<EncodedVideo> {
   const video = ctx.info.video!;
-  const output = ctx.files.path(`out.${options.target.format}`);
+  const { format } = options;
+  await ensureWritable(format, ctx.tools.ffmpeg);
+  const output = ctx.files.path(`out.${format.format}`);
+  const filter = [options.filter, format.videoFilter].filter(Boolean).join(",");
+  const codecArgs = videoCodecArgs(format, options.quality);
+  const info = options.mainStreamsOnly ? mainStreams(ctx.info) : ctx.info;
+  const mapping = mapStreams(info, {
+    format,
+    mainVideo: { codecArgs, ...(filter ? { filter } : {}) },
+    ...(options.stripMetadata ? { stripMetadata: true } : {}),
+  });
   // deno-fmt-ignore
   const args = [
     ...(options.before ?? []),
     ...inputArgs(ctx.input, ctx.demuxer),
-    "-map", `0:${video.index}`,
-    ...(options.filter ? ["-vf", options.filter] : []),
-    ...videoCodecArgs(options.target, options.quality),
-    ...audioArgs(ctx.info, options.target),
+    ...mapping.args,
+    ...pictureArgs(video, codecArgs[1]!),
+    ...rateArgs(video, format),
     ...(options.after ?? []),
-    "-map_metadata", "0",
-    ...muxerArgs(options.target.format),
+    ...format.muxerArgs,
     "-fs", String(ctx.maxOutputBytes),
+    "-f", format.muxer,
     output,
   ];
   await runFfmpeg(args, {
@@ -165,5 +208,11 @@ export async function encodeVideo(ctx: JobContext, options: EncodeVideoOptions):
     durationSeconds: options.durationSeconds ?? ctx.info.duration,
     onProgress: ctx.onProgress,
   });
-  return output;
+  return { path: output, dropped: mapping.dropped };
+}
+
+/** The file as if it held only its main video and first audio track (for clips). */
+function mainStreams(info: MediaInfo): MediaInfo {
+  const streams = info.streams.filter((s) => s === info.video || s === info.audio);
+  return { ...info, streams, chapters: 0 };
 }
