@@ -214,6 +214,37 @@ Deno.test("picture fidelity: 10-bit HLG, VFR, audio offset and rotation survive"
       assert.equal(video.color_space, "bt2020nc");
     }
   });
+  await t.step(
+    "HDR10 mastering-display and content-light metadata survive AV1 and HEVC",
+    async () => {
+      const input = join(dir.path, "pq.mp4");
+      // deno-fmt-ignore
+      await ffmpeg([
+      "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1",
+      "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
+      "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc",
+      "-x265-params", "log-level=error:hdr10=1:master-display=G(13250,34500)B(7500,3000)" +
+        "R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400",
+      input,
+    ]);
+      for (const codec of ["av1", "hevc"]) {
+        const result = await job(srv, input, join(dir.path, `pq-${codec}.mkv`), {
+          op: "compress",
+          codec,
+          format: "mkv",
+        });
+        const frame = await ffprobe(result.output, ["-read_intervals", "%+#1", "-show_frames"]);
+        const sideData = ((frame.frames as Json[])[0]!.side_data_list ?? []) as Json[];
+        const mastering = sideData.find((d) => d.side_data_type === "Mastering display metadata");
+        const light = sideData.find((d) => d.side_data_type === "Content light level metadata");
+        assert.ok(mastering, `${codec}: no mastering display metadata`);
+        const [num, den] = String(mastering.max_luminance).split("/").map(Number);
+        assert.equal(num! / den!, 1000, codec);
+        assert.equal(light?.max_content, 1000, codec);
+        assert.equal(light?.max_average, 400, codec);
+      }
+    },
+  );
   await t.step("a variable-frame-rate file keeps its frame count", async () => {
     const input = join(dir.path, "vfr.mkv");
     // 25 frames in the first second, then 5 a second: 35 frames over 3 s.

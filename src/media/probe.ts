@@ -35,6 +35,24 @@ export interface StreamInfo {
   sampleRate?: number;
   /** Bits per sample of a PCM/lossless audio stream, when known. */
   bitsPerSample?: number;
+  /** HDR10 static metadata of a PQ video (read from the stream or its first frame). */
+  hdr?: HdrMetadata;
+}
+
+/** HDR10 static metadata: SMPTE ST 2086 mastering display and content light level. */
+export interface HdrMetadata {
+  /** Chromaticity coordinates (CIE 1931 x, y) of the primaries and white point. */
+  mastering?: {
+    red: [number, number];
+    green: [number, number];
+    blue: [number, number];
+    white: [number, number];
+    /** Luminance in cd/m². */
+    maxLuminance: number;
+    minLuminance: number;
+  };
+  /** Maximum content and maximum frame-average light level in cd/m². */
+  contentLight?: { maxContent: number; maxAverage: number };
 }
 
 /** What ffprobe says about an uploaded file. */
@@ -165,6 +183,63 @@ export function parseProbe(text: string): MediaInfo {
   return info;
 }
 
+/** Reads HDR10 metadata from ffprobe's side data entries, if there is any. */
+export function hdrFrom(sideData: Json[]): HdrMetadata | undefined {
+  const hdr: HdrMetadata = {};
+  const at = (d: Json, key: string) => ratio(d[key]) ?? (d[key] === "0/1" ? 0 : undefined);
+  for (const d of sideData) {
+    if (d.side_data_type === "Mastering display metadata") {
+      const pair = (c: string): [number, number] => [at(d, `${c}_x`) ?? 0, at(d, `${c}_y`) ?? 0];
+      const max = at(d, "max_luminance");
+      if (max === undefined) continue;
+      hdr.mastering = {
+        red: pair("red"),
+        green: pair("green"),
+        blue: pair("blue"),
+        white: pair("white_point"),
+        maxLuminance: max,
+        minLuminance: at(d, "min_luminance") ?? 0,
+      };
+    } else if (d.side_data_type === "Content light level metadata") {
+      hdr.contentLight = {
+        maxContent: num(d.max_content) ?? 0,
+        maxAverage: num(d.max_average) ?? 0,
+      };
+    }
+  }
+  return hdr.mastering || hdr.contentLight ? hdr : undefined;
+}
+
+/**
+ * HDR10 metadata of a PQ video: from the container when it stores it, else from the first frame
+ * (HEVC and AV1 carry it in the bitstream, where -show_streams does not look).
+ */
+async function probeHdr(
+  text: string,
+  video: StreamInfo,
+  options: ProbeOptions,
+  path: string,
+): Promise<HdrMetadata | undefined> {
+  const streams = (JSON.parse(text) as Json).streams as Json[] | undefined;
+  const own = streams?.find((s) => num(s.index) === video.index);
+  const fromStream = hdrFrom(Array.isArray(own?.side_data_list) ? own.side_data_list : []);
+  if (fromStream) return fromStream;
+  const frames = await runForOutput(options.ffprobe, [
+    "-v",
+    "error",
+    "-print_format",
+    "json",
+    "-select_streams",
+    String(video.index),
+    "-read_intervals",
+    "%+#1",
+    "-show_frames",
+    ...(options.inputArgs ?? ["-i", path]),
+  ], options.signal);
+  const first = (((JSON.parse(frames) as Json).frames ?? []) as Json[])[0];
+  return hdrFrom(Array.isArray(first?.side_data_list) ? first.side_data_list : []);
+}
+
 /** Probes a file with ffprobe. Throws `FfmpegError` when ffprobe cannot read it. */
 export async function probe(path: string, options: ProbeOptions): Promise<MediaInfo> {
   const text = await runForOutput(options.ffprobe, [
@@ -177,5 +252,10 @@ export async function probe(path: string, options: ProbeOptions): Promise<MediaI
     "-show_chapters",
     ...(options.inputArgs ?? ["-i", path]),
   ], options.signal);
-  return parseProbe(text);
+  const info = parseProbe(text);
+  if (info.video?.colorTransfer === "smpte2084") {
+    const hdr = await probeHdr(text, info.video, options, path);
+    if (hdr) info.video.hdr = hdr;
+  }
+  return info;
 }

@@ -9,7 +9,7 @@ import {
   parseFormat,
 } from "./formats.ts";
 import { inputArgs, type JobContext } from "./operation.ts";
-import type { MediaInfo, StreamInfo } from "./probe.ts";
+import type { HdrMetadata, MediaInfo, StreamInfo } from "./probe.ts";
 import { type DroppedStream, mapStreams } from "./streams.ts";
 
 /** Largest frame side the server produces; keeps a request from asking for absurd sizes. */
@@ -113,7 +113,49 @@ export function pictureArgs(video: StreamInfo, encoder: string): string[] {
     ["-color_range:v:0", yuv && !video.pixFmt?.startsWith("yuvj") ? video.colorRange : undefined],
   ];
   for (const [flag, value] of tags) if (value) args.push(flag, value);
-  return args;
+  return [...args, ...hdrArgs(video.hdr, encoder)];
+}
+
+/**
+ * HDR10 mastering-display and content-light metadata for the encoders that can write it. ffmpeg
+ * 5.1's wrappers do not pass it on by themselves, so each encoder gets it in its own syntax: x265
+ * in units of 0.00002 (chromaticity) and 0.0001 cd/m², SVT-AV1 as plain numbers. Debian's x264
+ * (0.164) has no such option: an H.264 result keeps the PQ transfer and primaries only.
+ */
+export function hdrArgs(hdr: HdrMetadata | undefined, encoder: string): string[] {
+  if (!hdr) return [];
+  const m = hdr.mastering;
+  const cll = hdr.contentLight;
+  const display = (xy: (v: [number, number]) => string, lum: (v: number) => string) =>
+    m
+      ? `G${xy(m.green)}B${xy(m.blue)}R${xy(m.red)}WP${xy(m.white)}` +
+        `L(${lum(m.maxLuminance)},${lum(m.minLuminance)})`
+      : undefined;
+  const units = display(
+    ([x, y]) => `(${Math.round(x * 50000)},${Math.round(y * 50000)})`,
+    (v) => String(Math.round(v * 10000)),
+  );
+  const light = cll ? `${cll.maxContent},${cll.maxAverage}` : undefined;
+  const params = (pairs: [string, string | undefined][]) =>
+    pairs.filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(":");
+  switch (encoder) {
+    case "libx265":
+      return [
+        "-x265-params",
+        params([
+          ["log-level", "error"],
+          ["hdr10", "1"],
+          ["master-display", units],
+          ["max-cll", light],
+        ]),
+      ];
+    case "libsvtav1": {
+      const plain = display(([x, y]) => `(${x.toFixed(4)},${y.toFixed(4)})`, (v) => String(v));
+      return ["-svtav1-params", params([["mastering-display", plain], ["content-light", light]])];
+    }
+    default:
+      return [];
+  }
 }
 
 /** The frame rate nearest to `rate` among those the format allows. */
