@@ -1,12 +1,15 @@
 /**
- * `deno task bench:compress [--quick] [--dir DIR]`: the compress engine against ffmpeg's defaults
- * and a HandBrake-"Fast"-like encode, on generated clips of several kinds and any videos in DIR.
+ * `deno task bench:compress [--quick] [--dir DIR] [--vmaf-ffmpeg PATH]`: the compress engine
+ * against ffmpeg's defaults and a HandBrake-"Fast"-like encode, on generated clips of several kinds
+ * and any videos in DIR. Scores SSIM always, and VMAF and VMAF NEG with an ffmpeg that has libvmaf
+ * (`--vmaf-ffmpeg`, env `MMP_VMAF_FFMPEG`; the static ffmpeg in ../shared/tools has it).
  * Writes the table and an SVG chart to docs/benchmarks.md.
  */
 import { basename, extname, join } from "node:path";
 import { runJob } from "../src/client/client.ts";
 import { probe } from "../src/media/probe.ts";
 import { measureSsim } from "../src/media/ssim.ts";
+import { hasLibvmaf, measureVmaf, type VmafScores } from "../src/media/vmaf.ts";
 import { serve } from "../src/server/server.ts";
 import {
   benchFlags,
@@ -130,8 +133,28 @@ interface Row {
   duration: number;
   sizes: Record<string, number>;
   ssim: Record<string, number>;
+  /** VMAF and VMAF NEG per encoder, when an ffmpeg with libvmaf was found. */
+  vmaf: Record<string, VmafScores>;
   seconds: Record<string, number>;
   codec: string;
+}
+
+/** The ffmpeg that scores VMAF (a measuring instrument, not the engine's), or undefined. */
+async function vmafFfmpeg(path: string | undefined): Promise<string | undefined> {
+  const candidate = path ?? Deno.env.get("MMP_VMAF_FFMPEG");
+  if (!candidate) return undefined;
+  if (await hasLibvmaf(candidate)) return candidate;
+  throw new Error(`${candidate} has no libvmaf filter: it cannot score VMAF`);
+}
+
+/** `--vmaf-ffmpeg PATH` taken out of the arguments; the rest go to `benchFlags`. */
+function splitVmafFlag(args: string[]): { rest: string[]; path?: string } {
+  const at = args.findIndex((a) => a === "--vmaf-ffmpeg" || a.startsWith("--vmaf-ffmpeg="));
+  if (at < 0) return { rest: args };
+  const inline = args[at]!.includes("=") ? args[at]!.split("=").slice(1).join("=") : undefined;
+  const path = inline ?? args[at + 1];
+  const rest = args.filter((_, i) => i !== at && (inline !== undefined || i !== at + 1));
+  return path ? { rest, path } : { rest };
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
@@ -140,7 +163,12 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   return [value, (performance.now() - started) / 1000];
 }
 
-async function benchClip(clip: Clip, dir: string, port: number): Promise<Row> {
+async function benchClip(
+  clip: Clip,
+  dir: string,
+  port: number,
+  vmaf: string | undefined,
+): Promise<Row> {
   const info = await probe(clip.path, { ffprobe: "ffprobe" });
   const video = info.video!;
   const ssimOptions = {
@@ -155,6 +183,7 @@ async function benchClip(clip: Clip, dir: string, port: number): Promise<Row> {
     duration: info.duration,
     sizes: {},
     ssim: {},
+    vmaf: {},
     seconds: {},
     codec: "",
   };
@@ -174,13 +203,23 @@ async function benchClip(clip: Clip, dir: string, port: number): Promise<Row> {
   row.codec = `${result.stats.codec}${
     result.stats.kept_input ? " (input kept)" : ` crf ${result.stats.crf}`
   }`;
-  row.ssim.mmp = await measureSsim(result.output, clip.path, ssimOptions);
+  const score = async (name: string, output: string) => {
+    row.ssim[name] = await measureSsim(output, clip.path, ssimOptions);
+    if (vmaf) {
+      row.vmaf[name] = await measureVmaf(output, clip.path, {
+        ...ssimOptions,
+        ffmpeg: vmaf,
+        scratchDir: dir,
+      });
+    }
+  };
+  await score("mmp", result.output);
   for (const [name, args] of Object.entries(BASELINES)) {
     const output = `${base}.${name}.mp4`;
     const [, seconds] = await timed(() => ffmpeg(["-i", clip.path, ...args, output]));
     row.sizes[name] = (await Deno.stat(output)).size;
     row.seconds[name] = seconds;
-    row.ssim[name] = await measureSsim(output, clip.path, ssimOptions);
+    await score(name, output);
   }
   return row;
 }
@@ -207,6 +246,38 @@ function table(rows: Row[]): string {
     );
   }
   return lines.join("\n");
+}
+
+/** VMAF and VMAF NEG of each encode, where they were measured. */
+function vmafTable(rows: Row[]): string {
+  const names = ["mmp", "ffmpeg-default", "handbrake-fast"];
+  const lines = [
+    `| clip | ${names.map((n) => `VMAF ${n} | NEG ${n}`).join(" | ")} | mmp − default |`,
+    `|---|${names.map(() => "---|---|").join("")}---|`,
+  ];
+  for (const r of rows) {
+    const cells = names.map((n) =>
+      `${r.vmaf[n]!.vmaf.toFixed(2)} | ${r.vmaf[n]!.vmafNeg.toFixed(2)}`
+    );
+    const gap = r.vmaf.mmp!.vmaf - r.vmaf["ffmpeg-default"]!.vmaf;
+    lines.push(`| ${r.clip} | ${cells.join(" | ")} | ${gap >= 0 ? "+" : ""}${gap.toFixed(2)} |`);
+  }
+  return lines.join("\n");
+}
+
+/** The VMAF line of the summary: the worst per-clip gap, or why there is none. */
+function vmafSummary(rows: Row[], vmaf: string | undefined): string {
+  if (!vmaf) {
+    return "VMAF: **not measured** — no ffmpeg with libvmaf given (pass `--vmaf-ffmpeg PATH` or " +
+      "set MMP_VMAF_FFMPEG; the static ffmpeg in ../shared/tools has libvmaf).";
+  }
+  const gaps = rows.map((r) => r.vmaf.mmp!.vmaf - r.vmaf["ffmpeg-default"]!.vmaf);
+  const negGaps = rows.map((r) => r.vmaf.mmp!.vmafNeg - r.vmaf["ffmpeg-default"]!.vmafNeg);
+  const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(2)}`;
+  return `Worst VMAF difference vs ffmpeg-default: **${signed(Math.min(...gaps))}** ` +
+    `(target ≥ −1.0; VMAF NEG: ${signed(Math.min(...negGaps))}), ${
+      gaps.filter((g) => g < -1).length
+    } of ${rows.length} clips more than 1 point below.`;
 }
 
 /** Size relative to ffmpeg-default (x) against SSIM (y), one dot per clip and encoder. */
@@ -249,7 +320,9 @@ function chart(rows: Row[]): string {
 }
 
 if (import.meta.main) {
-  const flags = benchFlags(Deno.args);
+  const { rest, path: vmafPath } = splitVmafFlag(Deno.args);
+  const flags = benchFlags(rest);
+  const vmaf = await vmafFfmpeg(vmafPath);
   await using dir = await scratch();
   const clips = [...(await generateClips(dir.path, flags.quick)), ...(await userClips(flags.dir))];
   await using server = await serve({
@@ -260,8 +333,9 @@ if (import.meta.main) {
   });
   const rows: Row[] = [];
   for (const clip of clips) {
-    rows.push(await benchClip(clip, dir.path, server.addr.port));
+    rows.push(await benchClip(clip, dir.path, server.addr.port, vmaf));
     console.log(table(rows).split("\n").at(-1));
+    if (vmaf) console.log(vmafTable(rows).split("\n").at(-1));
   }
   const ratios = rows.map((r) => r.sizes.mmp! / r.sizes["ffmpeg-default"]!);
   const ssimGap = Math.min(...rows.map((r) => r.ssim.mmp! - r.ssim["ffmpeg-default"]!));
@@ -277,7 +351,7 @@ if (import.meta.main) {
     }**. Realtime factor (search included): ` +
     `${Math.min(...realtime).toFixed(2)}×–${
       Math.max(...realtime).toFixed(2)
-    }× (target ≥ 1× for ≤720p).`;
+    }× (target ≥ 1× for ≤720p). ${vmafSummary(rows, vmaf)}`;
   console.log(
     flags.quick
       ? `${summary}\n(quick mode: 3 s 320x240 clips check that the bench runs; the targets are for the full run)`
@@ -291,7 +365,9 @@ if (import.meta.main) {
       "compress",
       `## Compression (\`deno task bench:compress\`)\n\n${await machineLine()}\n\n${
         table(rows)
-      }\n\n${summary}\n\n![size vs SSIM](compress_chart.svg)`,
+      }\n\n${
+        vmaf ? `${vmafTable(rows)}\n\n` : ""
+      }${summary}\n\n![size vs SSIM](compress_chart.svg)`,
     );
   }
 }

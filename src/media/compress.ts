@@ -4,6 +4,7 @@ import { availableEncoders, type Encoder, ENCODERS } from "./encoders.ts";
 import { inputArgs, type JobContext, type JobOutput, type Operation } from "./operation.ts";
 import { type MediaInfo, probe, type StreamInfo } from "./probe.ts";
 import { measureSsim } from "./ssim.ts";
+import { hasLibvmaf } from "./vmaf.ts";
 import { canCopyVideo, convertFilm } from "./convert.ts";
 import { type CodecRule, OUTPUT_FORMATS, type OutputFormat } from "./formats.ts";
 import { mapStreams } from "./streams.ts";
@@ -477,6 +478,10 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
   const chosen = await searchEncoders(search, encoders, target, reference);
   const stats: Record<string, unknown> = {
     quality: request.quality,
+    // The search scores SSIM; a VMAF search for ffmpegs with libvmaf is not built yet (issue 11).
+    metric: "ssim",
+    metric_model: "ffmpeg ssim (All), frames aligned on one time grid",
+    libvmaf: await hasLibvmaf(ctx.tools.ffmpeg),
     target_ssim: round(target),
     probe_count: search.probes.length,
     probes: search.probes.map((p) => ({ ...p, ssim: round(p.ssim), speed: round(p.speed, 2) })),

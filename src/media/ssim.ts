@@ -17,7 +17,7 @@ export interface SsimOptions {
  * B-frame and edit-list start offsets (PTS - STARTPTS), and frames an encoder duplicated or
  * dropped to reach a constant rate (fps).
  */
-export function alignmentGraph(options: SsimOptions): string {
+export function alignmentGraph(options: SsimOptions, metric = "ssim"): string {
   const grid = `settb=AVTB,setpts=PTS-STARTPTS,fps=${options.frameRate.toFixed(6)}`;
   // Scored on the reference's even-sided crop: what a 4:2:0 encode of it can show at all.
   const [width, height] = [
@@ -26,7 +26,7 @@ export function alignmentGraph(options: SsimOptions): string {
   ];
   const size = `scale=${width}:${height}:flags=bicubic`;
   const crop = `crop=${width}:${height}:0:0`;
-  return `[0:v]${grid},${size},format=yuv420p[d];[1:v]${grid},${crop},format=yuv420p[r];[d][r]ssim`;
+  return `[0:v]${grid},${size},format=yuv420p[d];[1:v]${grid},${crop},format=yuv420p[r];[d][r]${metric}`;
 }
 
 /** SSIM (the `All` figure, 0..1) of `distorted` against `reference`, frames aligned first. */
