@@ -1,36 +1,31 @@
-import { basename, dirname, extname, join, resolve } from "node:path";
+import { basename, join } from "node:path";
 import { hashFile, sha256Stream } from "../protocol/checksum.ts";
 import { type FrameHead, FrameReader } from "../protocol/frame_reader.ts";
 import { writeAll, writeFileFrame, writeFrame } from "../protocol/frame_writer.ts";
+import {
+  checkOutputFree,
+  type ClientEvent,
+  ConnectionError,
+  delay,
+  type JobResult,
+  num,
+  outputFor,
+  partialPath,
+  ServerError,
+  str,
+  throwIfError,
+} from "./common.ts";
+import { mediaTypeOf, newUploadId, runResumable, sendOnce } from "./resumable.ts";
 import { type ClientConn, type ConnectOptions, connectTo } from "./socket.ts";
 
-/** What the client reports while a job goes on. */
-export type ClientEvent =
-  | { stage: "hashing"; done: number; total: number }
-  | { stage: "upload"; sent: number; total: number }
-  | { stage: "accepted"; job: string; queuePosition: number }
-  | { stage: "status"; state: string; progress: number; queuePosition: number }
-  | { stage: "download"; received: number; total: number };
-
-/** The server answered with an error frame. */
-export class ServerError extends Error {
-  readonly code: string;
-  readonly solution: string;
-  constructor(code: string, description: string, solution: string) {
-    super(description);
-    this.name = "ServerError";
-    this.code = code;
-    this.solution = solution;
-  }
-}
-
-/** The server could not be reached, or the connection broke or carried nonsense. */
-export class ConnectionError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "ConnectionError";
-  }
-}
+export {
+  type ClientEvent,
+  ConnectionError,
+  DetachedError,
+  type JobPhase,
+  type JobResult,
+  ServerError,
+} from "./common.ts";
 
 /** Options of {@linkcode runJob}. */
 export interface RunJobOptions {
@@ -53,55 +48,28 @@ export interface RunJobOptions {
   /** Status poll interval. Default 60 s. */
   pollMs?: number;
   onEvent?: (event: ClientEvent) => void;
-  /** Aborting asks the server to cancel the job. */
+  /** Aborting asks the server to cancel the job (or, with `onAbort: "detach"`, lets go of it). */
   signal?: AbortSignal;
-}
-
-/** A finished job. */
-export interface JobResult {
-  job: string;
-  /** Where the result was written. */
-  output: string;
-  /** The server's suggested file name. */
-  name: string;
-  mediaType: string;
-  size: number;
-  sha256: string;
-  stats: Record<string, unknown>;
-}
-
-function str(value: unknown): string {
-  return typeof value === "string" ? value : "";
-}
-
-function num(value: unknown): number {
-  return typeof value === "number" && Number.isFinite(value) ? value : 0;
-}
-
-/** Throws the server's error frame as a {@linkcode ServerError}. */
-function throwIfError(head: FrameHead): void {
-  if (head.json.type !== "error") return;
-  throw new ServerError(
-    str(head.json.code) || "UNKNOWN",
-    str(head.json.description),
-    str(head.json.solution),
-  );
-}
-
-async function checkOutputFree(output: string, force = false): Promise<void> {
-  if (force) return;
-  const exists = await Deno.lstat(output).then(() => true, () => false);
-  if (exists) throw new Deno.errors.AlreadyExists(`${output} exists (use --force to replace it)`);
+  /**
+   * Send a resumable upload (the server must offer the `resume` feature: see
+   * {@linkcode serverFeatures}); then a broken connection is resumed up to `retries` times.
+   * Default false: one connection, as every MMP server takes it.
+   */
+  resume?: boolean;
+  /** Reconnects after a break without progress before giving up (resumable runs). Default 5. */
+  retries?: number;
+  /** The first reconnect waits this long, each next one twice as long. Default 500 ms. */
+  retryDelayMs?: number;
+  /**
+   * What aborting `signal` does to an accepted resumable job: `cancel` it (default) or `detach`
+   * (it goes on on the server; a {@linkcode DetachedError} names it for {@linkcode attachJob}).
+   */
+  onAbort?: "cancel" | "detach";
 }
 
 /** The output path for a result of `mediaType`. */
-function outputFor(options: RunJobOptions, mediaType: string): string {
-  const current = extname(options.output);
-  if (!options.matchExtension || !/^[a-z0-9]{1,8}$/.test(mediaType)) return options.output;
-  if (current.slice(1).toLowerCase() === mediaType) return options.output;
-  const base = options.output.slice(0, options.output.length - current.length);
-  const candidate = `${base}.${mediaType}`;
-  return resolve(candidate) === resolve(options.input) ? `${base}.out.${mediaType}` : candidate;
+function outputPath(options: RunJobOptions, mediaType: string): string {
+  return outputFor({ ...options, input: options.input }, mediaType);
 }
 
 /**
@@ -122,6 +90,26 @@ export async function runJob(options: RunJobOptions): Promise<JobResult> {
     options.input,
     (done) => options.onEvent?.({ stage: "hashing", done, total: size }),
   );
+  if (options.resume) {
+    return await runResumable({
+      ...connectOptions(options),
+      request: options.request,
+      input: {
+        path: options.input,
+        size,
+        sha256,
+        mediaType: options.mediaType ?? mediaTypeOf(options.input),
+      },
+      outputFor: (mediaType) => outputPath(options, mediaType),
+      ...(options.force !== undefined && { force: options.force }),
+      pollMs: options.pollMs ?? 60_000,
+      retries: options.retries ?? 5,
+      retryDelayMs: options.retryDelayMs ?? 500,
+      ...(options.onEvent && { onEvent: options.onEvent }),
+      ...(options.signal && { signal: options.signal }),
+      onAbort: options.onAbort ?? "cancel",
+    }, { phase: "upload", uploadId: newUploadId(), askOffset: false, moved: 0 });
+  }
   const conn = await connectTo(options).catch((err) => {
     throw new ConnectionError(
       `Cannot connect to ${options.hostname}:${options.port}: ${err.message}`,
@@ -173,7 +161,7 @@ class ClientSession {
   /** Sends the request and payload while watching for an early answer; returns `accepted`. */
   async #upload(sha256: string, size: number): Promise<FrameHead> {
     const { request, input } = this.#options;
-    const mediaType = this.#options.mediaType ?? extname(input).slice(1).toLowerCase();
+    const mediaType = this.#options.mediaType ?? mediaTypeOf(input);
     const stop = new AbortController();
     const answer = this.#nextFrame();
     answer.catch(() => {}).finally(() => stop.abort());
@@ -226,12 +214,9 @@ class ClientSession {
 
   /** Streams the result payload to a temporary file, verifies it, then renames it into place. */
   async #download(job: string, head: FrameHead): Promise<JobResult> {
-    const output = outputFor(this.#options, head.mediaType);
+    const output = outputPath(this.#options, head.mediaType);
     const total = head.header.payloadSize;
-    const partial = join(
-      dirname(output),
-      `.${basename(output)}.${crypto.randomUUID()}.mmp-partial`,
-    );
+    const partial = partialPath(output);
     const hash = sha256Stream();
     try {
       {
@@ -266,13 +251,6 @@ class ClientSession {
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    Deno.unrefTimer(timer);
-  });
-}
-
 /**
  * Asks a server what it reads and writes (the `info` op): operations, input and output formats,
  * limits. A server older than protocol 2 answers `BAD_REQUEST`, thrown as a {@linkcode ServerError}.
@@ -296,5 +274,88 @@ export async function requestInfo(options: ConnectOptions): Promise<Record<strin
     throw new ConnectionError(`The connection broke: ${(err as Error).message}`, { cause: err });
   } finally {
     conn.close();
+  }
+}
+
+/** `hostname`, `port` and `localAddress` of `options`, for {@linkcode connectTo}. */
+function connectOptions(options: ConnectOptions): ConnectOptions {
+  return {
+    hostname: options.hostname,
+    port: options.port,
+    ...(options.localAddress !== undefined && { localAddress: options.localAddress }),
+  };
+}
+
+/**
+ * The protocol features a server offers (`info`'s `features`, protocol 3): `["resume"]` when it
+ * takes resumable uploads and `attach`. An older server (no `info`, or no `features`) offers none.
+ */
+export async function serverFeatures(options: ConnectOptions): Promise<string[]> {
+  try {
+    const info = await requestInfo(options);
+    return Array.isArray(info.features) ? info.features.filter((f) => typeof f === "string") : [];
+  } catch (err) {
+    if (err instanceof ServerError) return []; // BAD_REQUEST: a server older than `info`
+    throw err;
+  }
+}
+
+/** Options of {@linkcode attachJob}. */
+export interface AttachOptions extends ConnectOptions {
+  /** The job id (`mmp` prints it). */
+  job: string;
+  /** Where the result goes: a file, or a directory for the server's suggested name. Default ".". */
+  output?: string;
+  force?: boolean;
+  /** Status poll interval. Default 60 s. */
+  pollMs?: number;
+  retries?: number;
+  retryDelayMs?: number;
+  onEvent?: (event: ClientEvent) => void;
+  /** Aborting detaches again (the job goes on on the server). */
+  signal?: AbortSignal;
+}
+
+/** A server-suggested file name reduced to a plain base name. */
+function safeName(name: string, mediaType: string): string {
+  const base = basename(name.replace(/\\/g, "/")).replace(/^\.+/, "");
+  return base || `result.${/^[a-z0-9]{1,8}$/.test(mediaType) ? mediaType : "out"}`;
+}
+
+/**
+ * Reconnects to a job that outlived its connection (from the same address) and writes its
+ * verified result, resuming where a broken download stopped.
+ *
+ * @example
+ * ```ts
+ * const result = await attachJob({ hostname: "127.0.0.1", port: 9000, job: "5f0c2a9e81d3b7c4" });
+ * ```
+ */
+export async function attachJob(options: AttachOptions): Promise<JobResult> {
+  const target = options.output ?? ".";
+  const isDir = await Deno.stat(target).then((s) => s.isDirectory, () => false);
+  return await runResumable({
+    ...connectOptions(options),
+    outputFor: (mediaType, name) => isDir ? join(target, safeName(name, mediaType)) : target,
+    ...(options.force !== undefined && { force: options.force }),
+    pollMs: options.pollMs ?? 60_000,
+    retries: options.retries ?? 5,
+    retryDelayMs: options.retryDelayMs ?? 500,
+    ...(options.onEvent && { onEvent: options.onEvent }),
+    ...(options.signal && { signal: options.signal }),
+    onAbort: "detach",
+  }, { phase: "wait", uploadId: "", askOffset: false, job: options.job, moved: 0 });
+}
+
+/** Cancels a job that outlived its connection (or deletes its undelivered result). */
+export async function cancelJob(options: ConnectOptions & { job: string }): Promise<void> {
+  try {
+    await sendOnce(connectOptions(options), { op: "cancel", job: options.job });
+  } catch (err) {
+    if (err instanceof ServerError && err.code === "CANCELLED") return;
+    if (err instanceof ServerError) throw err;
+    throw new ConnectionError(
+      `Cannot reach ${options.hostname}:${options.port}: ${(err as Error).message}`,
+    );
   }
 }

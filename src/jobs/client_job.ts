@@ -1,4 +1,5 @@
 import { MmpError } from "../protocol/errors.ts";
+import type { Hash } from "node:crypto";
 import { sha256Stream } from "../protocol/checksum.ts";
 import { writeAll } from "../protocol/frame_writer.ts";
 import type { JobRequest } from "../media/operations.ts";
@@ -7,6 +8,21 @@ import type { IpLease } from "./ip_slots.ts";
 import { type ProcessedOutput, processUpload } from "./process.ts";
 import { Job } from "./queue.ts";
 import { type JobFiles, outputAllowance, type Reservation } from "./storage.ts";
+
+/** A streaming hash of the first `bytes` bytes of the file at `path`. */
+async function hashPrefix(path: string, bytes: number): Promise<Hash> {
+  const hash = sha256Stream();
+  using file = await Deno.open(path, { read: true });
+  const buf = new Uint8Array(1 << 20);
+  let left = bytes;
+  while (left > 0) {
+    const n = await file.read(buf.subarray(0, Math.min(buf.length, left)));
+    if (n === null) throw new Error("The partial upload is shorter than recorded");
+    hash.update(buf.subarray(0, n));
+    left -= n;
+  }
+  return hash;
+}
 
 /** The client left; nothing can be sent to it. */
 export class ClientGone extends Error {
@@ -51,6 +67,10 @@ export interface ClientJobInit {
   reservation: Reservation;
   /** Names the job's files: never the client's job ID. */
   files: JobFiles;
+  /** The client's upload id: the job is resumable (see `ResumeRegistry`). */
+  uploadId?: string;
+  /** What a resumed upload must repeat: the request's JSON (sorted) and its media type. */
+  signature?: string;
 }
 
 /**
@@ -67,6 +87,10 @@ export class ClientJob {
   readonly size: number;
   /** `performance.now()` at admission, for the log. */
   readonly startedAt = performance.now();
+  /** The client's upload id when the job is resumable. */
+  readonly uploadId: string | undefined;
+  /** The request and media type a resumed upload must repeat. */
+  readonly signature: string;
   readonly #core: JobCore;
   readonly #files: JobFiles;
   readonly #settled = Promise.withResolvers<ProcessedOutput>();
@@ -79,6 +103,10 @@ export class ClientJob {
   #cancelled = false;
   #stopReceiving: unknown;
   #disposing: Promise<void> | undefined;
+  /** Upload bytes on disk (and in `#hash`) so far. */
+  #received = 0;
+  #hash: Hash | undefined;
+  #receiving = false;
 
   constructor(core: JobCore, init: ClientJobInit) {
     this.#core = core;
@@ -90,6 +118,8 @@ export class ClientJob {
     this.size = init.size;
     this.#reservation = init.reservation;
     this.#files = init.files;
+    this.uploadId = init.uploadId;
+    this.signature = init.signature ?? "";
     this.#settled.promise.then(
       (output) => this.#output = output,
       (err) => {
@@ -102,6 +132,16 @@ export class ClientJob {
   /** Settles when the job has run: the checked, hashed output, or why there is none. */
   get done(): Promise<ProcessedOutput> {
     return this.#settled.promise;
+  }
+
+  /** Upload bytes the server holds so far (all of them once accepted). */
+  get received(): number {
+    return this.#received;
+  }
+
+  /** Whether the whole upload arrived, matched its checksum and became a job. */
+  get accepted(): boolean {
+    return this.#job !== undefined;
   }
 
   /** The output, once the job is done (its file exists until `dispose`). */
@@ -134,43 +174,62 @@ export class ClientJob {
   }
 
   /**
-   * Streams the upload to a temporary name: `copy` passes exactly `size` bytes to the sink. The
-   * file gets its input name only when complete and its checksum (when sent) matches; then the
-   * job joins the queue.
+   * Streams the upload to a temporary name: `copy` passes the bytes from `offset` to the end to the
+   * sink. The file gets its input name only when complete and its checksum (when sent) matches;
+   * then the job joins the queue. A resumable upload that breaks keeps what arrived (and its hash
+   * so far): `receive` may be called again with an `offset` up to {@linkcode received}.
    */
-  async receive(copy: (sink: UploadSink) => Promise<void>): Promise<void> {
-    if (this.#job || this.#disposing) throw new Error("The upload was received already");
-    const partial = this.#files.path("upload.part");
-    const expected = this.request.sha256;
-    const hash = expected ? sha256Stream() : undefined;
-    let received = 0;
-    {
-      using file = await Deno.open(partial, { write: true, createNew: true });
-      await copy(async (chunk) => {
-        if (this.#stopReceiving !== undefined) throw this.#stopReceiving;
-        received += chunk.length;
-        if (received > this.size) {
-          throw new MmpError("BAD_REQUEST", "The upload is longer than its announced size");
-        }
-        hash?.update(chunk);
-        await writeAll(file, chunk);
-      });
+  async receive(copy: (sink: UploadSink) => Promise<void>, offset = 0): Promise<void> {
+    if (this.#job || this.#disposing || this.#receiving) {
+      throw new Error("The upload was received already");
     }
-    if (received !== this.size) {
+    if (offset > this.#received || (offset > 0 && this.uploadId === undefined)) {
+      throw new Error(`Cannot resume at ${offset}: ${this.#received} bytes are held`);
+    }
+    this.#receiving = true;
+    try {
+      await this.#receiveFrom(copy, offset);
+    } finally {
+      this.#receiving = false;
+    }
+    const expected = this.request.sha256;
+    if (this.#received !== this.size) {
       throw new MmpError(
         "BAD_REQUEST",
-        `The upload ended after ${received} of its ${this.size} bytes`,
+        `The upload ended after ${this.#received} of its ${this.size} bytes`,
       );
     }
-    if (hash && hash.digest("hex") !== expected) {
+    if (this.#hash && this.#hash.digest("hex") !== expected) {
       throw new MmpError(
         "CHECKSUM_MISMATCH",
         "The uploaded file does not match the sha256 sent with it",
       );
     }
     const input = this.#files.path(`input.${this.extension}`);
-    await Deno.rename(partial, input);
+    await Deno.rename(this.#files.path("upload.part"), input);
     this.#submit(input);
+  }
+
+  async #receiveFrom(copy: (sink: UploadSink) => Promise<void>, offset: number): Promise<void> {
+    const partial = this.#files.path("upload.part");
+    const first = this.#hash === undefined && this.#received === 0;
+    using file = await Deno.open(partial, { write: true, createNew: first });
+    await file.truncate(offset);
+    if (first || offset < this.#received) {
+      // Starting, or going back: the hash restarts from the bytes kept before `offset`.
+      this.#hash = this.request.sha256 ? await hashPrefix(partial, offset) : undefined;
+      this.#received = offset;
+    }
+    await file.seek(offset, Deno.SeekMode.Start);
+    await copy(async (chunk) => {
+      if (this.#stopReceiving !== undefined) throw this.#stopReceiving;
+      if (this.#received + chunk.length > this.size) {
+        throw new MmpError("BAD_REQUEST", "The upload is longer than its announced size");
+      }
+      this.#hash?.update(chunk);
+      await writeAll(file, chunk);
+      this.#received += chunk.length;
+    });
   }
 
   #submit(input: string): void {

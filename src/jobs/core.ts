@@ -17,6 +17,7 @@ import { ClientJob } from "./client_job.ts";
 import type { IpSlots } from "./ip_slots.ts";
 import type { MediaLimits } from "./process.ts";
 import type { JobQueue } from "./queue.ts";
+import { ResumeRegistry } from "./resume_registry.ts";
 import { outputAllowance, type Storage } from "./storage.ts";
 
 /** Options of {@linkcode JobCore}. */
@@ -27,6 +28,8 @@ export interface JobCoreOptions {
   /** The one-job-per-IP rule, shared by every transport. */
   slots: IpSlots;
   limits: MediaLimits;
+  /** How long a resumable job outlives its connection, in seconds; 0 turns it off. Default 900. */
+  resumeWindowSeconds?: number;
 }
 
 /** A job request as any transport receives it, before anything is checked. */
@@ -41,6 +44,24 @@ export interface JobSubmission {
   size: number;
   /** Random bytes in the job's ID. Default 16 (128 bits); MMP's IDs have 8 (16 hex digits). */
   idBytes?: number;
+  /** The client's upload id: the job becomes resumable (see {@linkcode ResumeRegistry}). */
+  uploadId?: string;
+}
+
+/** JSON with its object keys sorted, so equal requests compare equal as text. */
+function stableJson(value: unknown): string {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return JSON.stringify(value);
+  }
+  const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${
+    entries.map(([key, item]) => `${JSON.stringify(key)}:${stableJson(item)}`).join(",")
+  }}`;
+}
+
+/** What a resumed upload must repeat of the first request: its arguments and media type. */
+export function requestSignature(args: Record<string, unknown>, mediaType: string): string {
+  return `${stableJson(args)} ${mediaType}`;
 }
 
 function randomHex(bytes: number): string {
@@ -68,6 +89,8 @@ export class JobCore {
   readonly tools: Tools;
   readonly slots: IpSlots;
   readonly limits: MediaLimits;
+  /** Resumable jobs: uploads and jobs that outlive their connection for the resume window. */
+  readonly resumable: ResumeRegistry;
 
   constructor(options: JobCoreOptions) {
     this.storage = options.storage;
@@ -75,6 +98,7 @@ export class JobCore {
     this.tools = options.tools;
     this.slots = options.slots;
     this.limits = options.limits;
+    this.resumable = new ResumeRegistry((options.resumeWindowSeconds ?? 900) * 1000);
   }
 
   /**
@@ -83,7 +107,23 @@ export class JobCore {
    * and reserves the quota (`STORAGE_FULL`). On any refusal nothing stays held.
    */
   async admit(submission: JobSubmission): Promise<ClientJob> {
-    const lease = await this.slots.claim(submission.ip);
+    const lease = await this.slots.claim(submission.ip).catch((err) => {
+      if (
+        err instanceof MmpError && err.code === "BUSY" && this.resumable.hasParked(submission.ip)
+      ) {
+        const minutes = Math.ceil(this.resumable.windowMs / 60_000);
+        throw new MmpError(
+          "BUSY",
+          "A job from your address waits on this server for its client to come back",
+          {
+            solution: `Run \`mmp attach JOB\` with the job id mmp printed to get its result ` +
+              `(\`mmp attach JOB --cancel\` ends it), or send again once it expires ` +
+              `(at most ${minutes} min)`,
+          },
+        );
+      }
+      throw err;
+    });
     try {
       const request = parseJobRequest(submission.args);
       const extension = normalizeMediaType(submission.mediaType);
@@ -108,6 +148,10 @@ export class JobCore {
         reservation,
         // Files are named by an ID of their own: the client's job ID never reaches the disk.
         files: this.storage.jobFiles(randomHex(8)),
+        ...(submission.uploadId === undefined ? {} : {
+          uploadId: submission.uploadId,
+          signature: requestSignature(submission.args, submission.mediaType),
+        }),
       });
     } catch (err) {
       await lease.release();
@@ -121,7 +165,21 @@ export class JobCore {
       ...this.limits,
       maxStorageBytes: this.storage.maxBytes,
     });
-    return { ...info, type: "info" };
+    return {
+      ...info,
+      type: "info",
+      features: this.resumable.enabled ? ["resume"] : [],
+    };
+  }
+
+  /** Keeps no more partial uploads and deletes the held ones (a draining server). */
+  async dropPartialUploads(reason: unknown): Promise<void> {
+    await this.resumable.closeUploads(reason);
+  }
+
+  /** Stops resuming: every parked job is cancelled and its files deleted (server shutdown). */
+  async close(reason: unknown): Promise<void> {
+    await this.resumable.close(reason);
   }
 }
 

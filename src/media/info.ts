@@ -9,8 +9,11 @@ import { CONVERT_FORMATS } from "./convert.ts";
 import { RESIZE_PRESETS } from "./resize.ts";
 import { VIDEO_FORMATS } from "./video.ts";
 
-/** The protocol version `info` reports: 2 added `info`, `convert` and `format` everywhere. */
-export const PROTOCOL_VERSION = "2";
+/**
+ * The protocol version `info` reports: 2 added `info`, `convert` and `format` everywhere; 3 added
+ * the `features` list (`resume`: resumable uploads, jobs that outlive their connection, `attach`).
+ */
+export const PROTOCOL_VERSION = "3";
 
 /** Limits a client may want to know before it sends a job (the server's media limits and quota). */
 export interface InfoLimits {

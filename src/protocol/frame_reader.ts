@@ -171,8 +171,15 @@ export class FrameReader {
       let filled = 0;
       while (left > 0) {
         const room = bulk.subarray(filled, filled + Math.min(left, bulk.length - filled));
-        const n = await this.#source.read(room);
-        if (n === null) throw new TruncatedFrameError("payload");
+        // A payload cut short still hands over what arrived: a resumable upload keeps it.
+        const n = await this.#source.read(room).catch(async (err) => {
+          if (filled > 0) await sink(bulk.subarray(0, filled));
+          throw err;
+        });
+        if (n === null) {
+          if (filled > 0) await sink(bulk.subarray(0, filled));
+          throw new TruncatedFrameError("payload");
+        }
         filled += n;
         left -= n;
         if (filled >= FLUSH_SIZE || left === 0) {

@@ -22,8 +22,10 @@ export async function writeFrame(
 
 /** Options of {@linkcode writeFileFrame}. */
 export interface WriteFileFrameOptions {
-  /** Called after each chunk with the payload bytes sent so far. */
+  /** Called after each chunk with the file position reached (`offset` + payload bytes sent). */
   onProgress?: (sent: number) => void;
+  /** Sends the file from this byte on: the payload is the rest of it. Default 0. */
+  offset?: number;
   /** Stops sending between chunks. */
   signal?: AbortSignal;
 }
@@ -41,9 +43,14 @@ export async function writeFileFrame(
 ): Promise<void> {
   using file = await Deno.open(path, { read: true });
   const { size } = await file.stat();
-  await writeAll(sink, encodeFrameHead(json, mediaType, size));
+  const offset = options.offset ?? 0;
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset > size) {
+    throw new RangeError(`Cannot send file from ${offset}: it has ${size} bytes`);
+  }
+  await writeAll(sink, encodeFrameHead(json, mediaType, size - offset));
+  if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
   const buf = new Uint8Array(1 << 20);
-  let sent = 0;
+  let sent = offset;
   while (sent < size) {
     options.signal?.throwIfAborted();
     const n = await file.read(buf.subarray(0, Math.min(buf.length, size - sent)));
