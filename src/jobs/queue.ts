@@ -55,35 +55,69 @@ export class Job<T> {
 
 /** What the queue needs of a job, whatever its result type. */
 interface QueuedJob {
+  readonly id: string;
   state: JobState;
   readonly done: Promise<unknown>;
   start(): Promise<void>;
   abort(reason: unknown): void;
 }
 
+/** Options of {@linkcode JobQueue}. */
+export interface JobQueueOptions {
+  /** The CPU budget: threads the running jobs may keep busy together (`--cpus`). */
+  cpus: number;
+  /** Most jobs at once, whatever their threads (`--jobs`). Default `cpus`. */
+  jobs?: number;
+}
+
 /**
- * Runs jobs with at most `concurrency` at once, first come first served.
+ * Runs jobs first come first served within a CPU budget: each job costs the threads its ffmpeg
+ * uses (an MP3 one, an x264 encode every core), and the next job starts when its cost fits beside
+ * the running ones. The head of the line is never overtaken, so a large job cannot starve.
  *
  * @example
  * ```ts
- * const queue = new JobQueue(2);
+ * const queue = new JobQueue({ cpus: 2 });
+ * queue.declareThreads("a1", 1); // an MP3 job: two of them run at once on two cores
  * const job = queue.submit(new Job("a1", async (signal) => await encode(signal)));
  * const output = await job.done;
  * ```
  */
 export class JobQueue {
+  /** The CPU budget in threads. */
+  readonly cpus: number;
+  /** Most jobs at once. */
   readonly concurrency: number;
   #waiting: QueuedJob[] = [];
-  #running = new Set<QueuedJob>();
+  #running = new Map<QueuedJob, number>();
+  #used = 0;
+  /** Threads declared for jobs not submitted yet, by job ID. */
+  #declared = new Map<string, number>();
 
-  constructor(concurrency: number) {
-    if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new RangeError(`Job concurrency must be a positive integer, got ${concurrency}`);
+  constructor(options: JobQueueOptions) {
+    for (const [name, value] of [["CPU budget", options.cpus], ["Job concurrency", options.jobs]]) {
+      if (value !== undefined && (!Number.isInteger(value) || (value as number) < 1)) {
+        throw new RangeError(`${name} must be a positive integer, got ${value}`);
+      }
     }
-    this.concurrency = concurrency;
+    this.cpus = options.cpus;
+    this.concurrency = options.jobs ?? options.cpus;
   }
 
-  /** Adds a job; it starts as soon as a slot is free. */
+  /**
+   * Says how many threads the job with this ID will use (its plan's `threads`), before it is
+   * submitted; an undeclared job costs the whole budget. Capped to the budget.
+   */
+  declareThreads(id: string, threads: number): void {
+    this.#declared.set(id, Math.min(this.cpus, Math.max(1, Math.ceil(threads))));
+  }
+
+  /** Forgets a declaration whose job was never submitted (its upload failed). */
+  forget(id: string): void {
+    this.#declared.delete(id);
+  }
+
+  /** Adds a job; it starts as soon as its threads fit in the budget. */
   submit<T>(job: Job<T>): Job<T> {
     this.#waiting.push(job);
     this.#pump();
@@ -101,27 +135,58 @@ export class JobQueue {
     return { running: this.#running.size, waiting: this.#waiting.length };
   }
 
+  /** Threads the running jobs use now, out of {@linkcode JobQueue.cpus}. */
+  get usedThreads(): number {
+    return this.#used;
+  }
+
+  /** Threads the waiting jobs will need. */
+  get waitingThreads(): number {
+    return this.#waiting.reduce((sum, job) => sum + this.#cost(job), 0);
+  }
+
   /** Stops a job, queued or running; its `done` rejects with `reason`. */
   cancel(job: QueuedJob, reason: unknown): void {
     const index = this.#waiting.indexOf(job);
-    if (index >= 0) this.#waiting.splice(index, 1);
+    if (index >= 0) {
+      this.#waiting.splice(index, 1);
+      this.#declared.delete(job.id);
+    }
     job.abort(reason);
   }
 
   /** Cancels every job and waits until the running ones have stopped. */
   async close(reason: unknown): Promise<void> {
-    const all = [...this.#waiting, ...this.#running];
+    const all = [...this.#waiting, ...this.#running.keys()];
     this.#waiting = [];
     for (const job of all) job.abort(reason);
     await Promise.allSettled(all.map((job) => job.done));
   }
 
+  /** Resolves when no job runs or waits (checked each time one ends). */
+  async idle(): Promise<void> {
+    while (this.#running.size > 0 || this.#waiting.length > 0) {
+      await Promise.race([...this.#running.keys()].map((job) => job.done.catch(() => {})));
+      await Promise.resolve();
+    }
+  }
+
+  #cost(job: QueuedJob): number {
+    return this.#declared.get(job.id) ?? this.cpus;
+  }
+
   #pump(): void {
-    while (this.#running.size < this.concurrency && this.#waiting.length > 0) {
-      const job = this.#waiting.shift()!;
-      this.#running.add(job);
+    while (this.#waiting.length > 0 && this.#running.size < this.concurrency) {
+      const job = this.#waiting[0]!;
+      const cost = this.#cost(job);
+      if (this.#used + cost > this.cpus) break;
+      this.#waiting.shift();
+      this.#declared.delete(job.id);
+      this.#running.set(job, cost);
+      this.#used += cost;
       job.start().finally(() => {
         this.#running.delete(job);
+        this.#used -= cost;
         this.#pump();
       });
     }

@@ -1,0 +1,204 @@
+/**
+ * Benchmark rows of the cluster and the CPU budget (issue 13), run by `bench/run.ts`: fan-in through
+ * HAProxy, HAProxy's cost on a big upload, MP3 throughput against `xargs -P`, and how busy a mixed
+ * stream keeps the CPU.
+ */
+import { join } from "node:path";
+import { runJob } from "../src/client/client.ts";
+import { encodeFrameHead } from "../src/protocol/frame.ts";
+import { FrameReader } from "../src/protocol/frame_reader.ts";
+import { writeAll } from "../src/protocol/frame_writer.ts";
+import { V2_SIGNATURE } from "../src/cluster/proxy_protocol.ts";
+import { clusterToolsMissing, startCluster } from "../deploy/cluster.ts";
+import { ffmpeg } from "./_common.ts";
+
+/** Adds one row: figure, measured, baseline, target. */
+export type AddRow = (name: string, value: string, baseline: string, target: string) => void;
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** A v2 PROXY header for 127.0.0.1 → what HAProxy sends. */
+function proxyHeader(): Uint8Array {
+  const body = [127, 0, 0, 1, 127, 0, 0, 1, 0x9c, 0x40, 0x23, 0x28];
+  return new Uint8Array([...V2_SIGNATURE, 0x21, 0x11, 0, body.length, ...body]);
+}
+
+/** Sends `path` as an upload and waits for `accepted`; returns the seconds it took. */
+async function upload(port: number, path: string, size: number, prefix?: Uint8Array) {
+  const started = performance.now();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const head = encodeFrameHead({ op: "audio" }, "mp4", size);
+    await writeAll(conn, prefix ? new Uint8Array([...prefix, ...head]) : head);
+    using file = await Deno.open(path);
+    const buf = new Uint8Array(1 << 20);
+    for (let n = await file.read(buf); n !== null; n = await file.read(buf)) {
+      await writeAll(conn, buf.subarray(0, n));
+    }
+    const reply = await new FrameReader(conn).readFrameHead();
+    if (reply?.json.type !== "accepted") throw new Error(`refused: ${JSON.stringify(reply?.json)}`);
+  } finally {
+    conn.close();
+  }
+  return (performance.now() - started) / 1000;
+}
+
+/** Rows 8 and 9: 100 IPs through HAProxy to 3 nodes, and HAProxy's cost on a big upload. */
+export async function clusterRows(
+  dir: string,
+  quick: boolean,
+  bigFile: (bytes: number) => Promise<string>,
+  add: AddRow,
+): Promise<void> {
+  const missing = await clusterToolsMissing();
+  if (missing.length > 0) {
+    add("8–9. cluster", "skipped", `${missing.join(", ")} not installed`, "—");
+    return;
+  }
+  await using cluster = await startCluster({ nodes: 3, maxconnPerNode: 16 });
+  const small = join(dir, "cluster-small.mkv");
+  await ffmpeg(["-f", "lavfi", "-i", "sine=duration=5", "-c:a", "flac", small]);
+  const fanIn = quick ? 10 : 100;
+  const started = performance.now();
+  const results = await Promise.allSettled(Array.from({ length: fanIn }, async (_, i) => {
+    const begun = performance.now();
+    await runJob({
+      hostname: "127.0.0.1",
+      port: cluster.port,
+      localAddress: `127.0.8.${i + 1}`,
+      request: { op: "audio" },
+      input: small,
+      output: join(dir, `cluster-${i}.mp3`),
+      pollMs: 1000,
+    });
+    return (performance.now() - begun) / 1000;
+  }));
+  const wall = (performance.now() - started) / 1000;
+  const times = results.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+  const perNode = cluster.nodes.map((node) => (node.log.match(/ audio .* ok$/gm) ?? []).length);
+  add(
+    `8. cluster fan-in: ${fanIn} IPs through HAProxy to 3 nodes (MP3 jobs)`,
+    `${times.length}/${fanIn} succeeded in ${wall.toFixed(1)} s`,
+    `p50 ${percentile(times, 50).toFixed(2)} s, p99 ${
+      percentile(times, 99).toFixed(2)
+    } s; jobs per node ${perNode.join("/")}`,
+    "all succeed",
+  );
+
+  const size = quick ? 64 * 2 ** 20 : 2 ** 30;
+  const file = await bigFile(size);
+  const node = cluster.nodes[0]!;
+  let direct = Infinity, proxied = Infinity;
+  for (let round = 0; round < 3; round++) {
+    await new Deno.Command("sync").output();
+    direct = Math.min(direct, await upload(node.port, file, size, proxyHeader()));
+    await new Deno.Command("sync").output();
+    proxied = Math.min(proxied, await upload(cluster.port, file, size));
+  }
+  await Deno.remove(file);
+  add(
+    `9. upload ${(size / 2 ** 30).toFixed(2)} GiB until accepted, through HAProxy`,
+    `${(size / proxied / 1e6).toFixed(0)} MB/s`,
+    `straight to a node ${(size / direct / 1e6).toFixed(0)} MB/s → ratio **${
+      (direct / proxied).toFixed(2)
+    }**`,
+    "≥ 0.8",
+  );
+}
+
+/** `/proc/stat`'s busy and total jiffies over every CPU. */
+async function cpuJiffies(): Promise<{ busy: number; total: number }> {
+  const line = (await Deno.readTextFile("/proc/stat")).split("\n")[0]!;
+  const values = line.split(/\s+/).slice(1, 9).map(Number);
+  const total = values.reduce((a, b) => a + b, 0);
+  const idle = values[3]! + values[4]!;
+  return { busy: total - idle, total };
+}
+
+/** Rows 10 and 11: the CPU budget against `xargs -P <cores>`, and a mixed stream's CPU use. */
+export async function budgetRows(
+  dir: string,
+  quick: boolean,
+  port: number,
+  add: AddRow,
+): Promise<void> {
+  const cores = navigator.hardwareConcurrency;
+  const count = quick ? 10 : 100;
+  const sound = join(dir, "budget.mkv");
+  await ffmpeg(["-f", "lavfi", "-i", `sine=duration=${quick ? 10 : 60}`, "-c:a", "flac", sound]);
+  const outputs = join(dir, "xargs");
+  await Deno.mkdir(outputs);
+  const started = performance.now();
+  const { success } = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      `seq ${count} | xargs -P ${cores} -I N ffmpeg -nostdin -loglevel error -y -i "$1" ` +
+      `-map 0:0 -c:a libmp3lame -q:a 2 -threads 1 "$2/N.mp3"`,
+      "sh",
+      sound,
+      outputs,
+    ],
+    stdin: "null",
+  }).output();
+  if (!success) throw new Error("xargs ffmpeg failed");
+  const xargsSeconds = (performance.now() - started) / 1000;
+  await Deno.remove(outputs, { recursive: true });
+  const mmpStarted = performance.now();
+  await Promise.all(Array.from({ length: count }, (_, i) =>
+    runJob({
+      hostname: "127.0.0.1",
+      port,
+      localAddress: `127.0.9.${i + 1}`,
+      request: { op: "audio" },
+      input: sound,
+      output: join(dir, `budget-${i}.mp3`),
+      pollMs: 1000,
+    })));
+  const mmpSeconds = (performance.now() - mmpStarted) / 1000;
+  add(
+    `10. ${count} MP3 jobs from ${count} IPs, CPU budget ${cores} threads`,
+    `${(count / mmpSeconds).toFixed(2)} jobs/s`,
+    `the same ffmpeg commands with \`xargs -P ${cores}\`: ${
+      (count / xargsSeconds).toFixed(2)
+    } jobs/s → ratio **${(xargsSeconds / mmpSeconds).toFixed(2)}**`,
+    "≥ 0.9",
+  );
+
+  // A mixed stream: MP3 jobs and compresses sent at once; the CPU is sampled until only as many
+  // jobs are left as run at once (so that some job waited in the queue the whole time).
+  const movie = join(dir, "budget-movie.mp4");
+  // deno-fmt-ignore
+  await ffmpeg(["-f", "lavfi", "-i", `testsrc2=size=640x360:duration=${quick ? 4 : 15}`,
+    "-c:v", "libx264", "-preset", "ultrafast", movie]);
+  const mixed = quick ? 6 : 24;
+  let finished = 0;
+  let window: { busy: number; total: number } | undefined;
+  const before = await cpuJiffies();
+  await Promise.all(Array.from({ length: mixed }, async (_, i) => {
+    const compress = i % 4 === 3;
+    await runJob({
+      hostname: "127.0.0.1",
+      port,
+      localAddress: `127.0.12.${i + 1}`,
+      request: compress ? { op: "compress" } : { op: "audio" },
+      input: compress ? movie : sound,
+      output: join(dir, `mixed-${i}.${compress ? "mp4" : "mp3"}`),
+      pollMs: 1000,
+      force: true,
+    });
+    if (++finished === mixed - cores) {
+      const now = await cpuJiffies();
+      window = { busy: now.busy - before.busy, total: now.total - before.total };
+    }
+  }));
+  const busy = window ? (100 * window.busy) / window.total : NaN;
+  add(
+    `11. CPU busy while a mixed stream (${mixed} jobs, 1 in 4 a compress) is queued`,
+    `**${busy.toFixed(0)} %**`,
+    "/proc/stat, all cores, from the first request until the queue empties",
+    "≥ 90 %",
+  );
+}
