@@ -10,7 +10,9 @@ import { runJob } from "../src/client/client.ts";
 import { encodeFrameHead } from "../src/protocol/frame.ts";
 import { FrameReader } from "../src/protocol/frame_reader.ts";
 import { writeAll } from "../src/protocol/frame_writer.ts";
+import { FaultProxy } from "../tests/_fault_proxy.ts";
 import { benchFlags, ffmpeg, machineLine, scratch, writeSection } from "./_common.ts";
+import { budgetRows, clusterRows } from "./cluster.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const RAW_RECEIVER = fileURLToPath(new URL("./raw_receiver.ts", import.meta.url));
@@ -406,6 +408,12 @@ if (import.meta.main) {
       "src/jobs/storage_test.ts",
       "no overflow or drift",
     );
+
+    // 10–11: the CPU budget; 8–9: the cluster behind HAProxy (bench/cluster.ts).
+    await budgetRows(dir.path, quick, server.port, add);
+    await clusterRows(dir.path, quick, (bytes) => bigFile(dir.path, bytes), add);
+    // 12: a resumable upload cut at half (issue 14).
+    await resumeRow(quick, server.port, (bytes) => bigFile(dir.path, bytes), add);
   } finally {
     await raw.stop();
     await server.stop();
@@ -422,4 +430,65 @@ if (import.meta.main) {
       `## Service (\`deno task bench\`)\n\n${await machineLine()}\n\n${table}`,
     );
   }
+}
+
+/**
+ * Row 12: a resumable upload cut at 50 % and resumed by the client on its own, against the same
+ * upload unbroken, both through the same counting proxy: bytes sent (≤ 1.05× the file) and time
+ * until `accepted` (≤ 1.1×). The file is not media, so each job fails right after acceptance.
+ */
+async function resumeRow(
+  quick: boolean,
+  port: number,
+  makeFile: (bytes: number) => Promise<string>,
+  add: (name: string, value: string, baseline: string, target: string) => void,
+): Promise<void> {
+  const size = quick ? 64 * 2 ** 20 : 4 * 2 ** 30;
+  const file = await makeFile(size);
+  const upload = async (cut: boolean) => {
+    await using proxy = await FaultProxy.start({
+      target: port,
+      plan: (i) => (cut && i === 0 ? { up: Math.floor(size / 2) } : undefined),
+    });
+    let started = 0;
+    let accepted = 0;
+    await runJob({
+      hostname: "127.0.0.1",
+      port: proxy.port,
+      request: { op: "audio" },
+      input: file,
+      mediaType: "mp4",
+      output: `${file}.out`,
+      resume: true,
+      retryDelayMs: 10,
+      onEvent: (event) => {
+        if (event.stage === "upload" && started === 0) started = performance.now();
+        if (event.stage === "accepted") accepted = performance.now();
+      },
+    }).catch(() => {}); // PROCESSING_FAILED: the bytes are not media
+    if (accepted === 0) throw new Error("the resumed upload was not accepted");
+    if (cut && proxy.cuts !== 1) throw new Error(`expected one cut, got ${proxy.cuts}`);
+    return { seconds: (accepted - started) / 1000, bytes: proxy.upBytes };
+  };
+  let whole = { seconds: Infinity, bytes: 0 };
+  let resumed = { seconds: Infinity, bytes: 0 };
+  for (let round = 0; round < (quick ? 1 : 2); round++) {
+    await new Deno.Command("sync").output();
+    const a = await upload(false);
+    if (a.seconds < whole.seconds) whole = a;
+    await new Deno.Command("sync").output();
+    const b = await upload(true);
+    if (b.seconds < resumed.seconds) resumed = b;
+  }
+  await Deno.remove(file);
+  add(
+    `12. resumable upload of ${(size / 2 ** 30).toFixed(2)} GiB cut at 50 %, resumed`,
+    `bytes sent **${(resumed.bytes / size).toFixed(3)}×** the file, time **${
+      (resumed.seconds / whole.seconds).toFixed(2)
+    }×**`,
+    `unbroken through the same proxy ${whole.seconds.toFixed(1)} s, resumed ${
+      resumed.seconds.toFixed(1)
+    } s`,
+    "≤ 1.05× bytes, ≤ 1.1× time",
+  );
 }

@@ -125,7 +125,7 @@ Deno.test("mmp serve prints its address and stops cleanly on SIGTERM", async () 
   server.child.kill("SIGTERM");
   const { code, stderr } = await server.ended();
   assert.equal(code, 0, stderr);
-  assert.match(stderr, /stopping/);
+  assert.match(stderr, /stopping: draining/);
 });
 
 Deno.test("every client verb runs end to end from the command line", async (t) => {

@@ -579,7 +579,7 @@ Deno.test("faults: disconnects at every stage free everything at once", async (t
   });
 });
 
-Deno.test("signals mid-job: SIGTERM stops cleanly, SIGKILL's leftovers go at the next start", async (t) => {
+Deno.test("signals mid-job: a second signal stops cleanly at once, SIGKILL's leftovers go at the next start", async (t) => {
   await using dir = await tempDir();
   const storage = join(dir.path, "storage");
   await Deno.mkdir(storage);
@@ -600,11 +600,15 @@ Deno.test("signals mid-job: SIGTERM stops cleanly, SIGKILL's leftovers go at the
     return client;
   };
   await t.step(
-    "SIGTERM: SHUTTING_DOWN to the client, ffmpeg stopped, files deleted, exit 0",
+    "SIGTERM drains, then SIGINT: SHUTTING_DOWN to the client, ffmpeg stopped, files deleted, exit 0",
     async () => {
       await using server = await spawnServer(storage);
       using client = await startJob(server.port);
+      // The first signal drains: the hour-long job would be let finish (tests/cluster_test.ts).
       server.child.kill("SIGTERM");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.deepEqual((await ffmpegUsing(storage)).length, 1, "draining keeps the job running");
+      server.child.kill("SIGINT");
       assert.equal((await client.nextFrame())?.json.code, "SHUTTING_DOWN");
       const { code, stderr } = await server.ended();
       assert.equal(code, 0, stderr);

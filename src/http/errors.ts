@@ -15,7 +15,11 @@ const STATUS: Readonly<Record<ErrorCode, number>> = {
   PROCESSING_FAILED: 422,
   CANCELLED: 409,
   SHUTTING_DOWN: 503,
+  UNAVAILABLE: 503,
   INTERNAL: 500,
+  UNKNOWN_UPLOAD: 404,
+  UNKNOWN_JOB: 404,
+  RESUME_MISMATCH: 409,
 };
 
 /** An error that only HTTP has (404, 405, 411, 403, 421): its own status, an MMP code. */

@@ -7,7 +7,13 @@ import {
   type OutputFormat,
   parseFormat,
 } from "./formats.ts";
-import { inputArgs, type JobContext, type JobOutput, type Operation } from "./operation.ts";
+import {
+  AUDIO_THREADS,
+  inputArgs,
+  type JobContext,
+  type JobOutput,
+  type Operation,
+} from "./operation.ts";
 import type { MediaInfo, StreamInfo } from "./probe.ts";
 import { mapStreams } from "./streams.ts";
 
@@ -38,6 +44,7 @@ export async function extractAudio(format: OutputFormat, ctx: JobContext): Promi
   // deno-fmt-ignore
   await runFfmpeg([
     ...inputArgs(ctx.input, ctx.demuxer), ...mapping.args, ...format.muxerArgs,
+    "-threads", String(AUDIO_THREADS),
     "-fs", String(ctx.maxOutputBytes), "-f", format.muxer, output,
   ], {
     ffmpeg: ctx.tools.ffmpeg,
@@ -62,6 +69,6 @@ export const audio: Operation = {
   keys: ["format"],
   parse(args) {
     const format = parseFormat(args.format, AUDIO_FORMATS, "audio") ?? OUTPUT_FORMATS.get("mp3")!;
-    return { run: (ctx) => extractAudio(format, ctx) };
+    return { run: (ctx) => extractAudio(format, ctx), threads: () => AUDIO_THREADS };
   },
 };

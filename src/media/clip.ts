@@ -1,7 +1,13 @@
 import { MmpError } from "../protocol/errors.ts";
 import { parseTimestamp } from "../cli/units.ts";
 import { runFfmpeg } from "./ffmpeg.ts";
-import { inputArgs, type JobContext, type JobOutput, type Operation } from "./operation.ts";
+import {
+  animationThreads,
+  inputArgs,
+  type JobContext,
+  type JobOutput,
+  type Operation,
+} from "./operation.ts";
 import { ensureWritable, OUTPUT_FORMATS, type OutputFormat } from "./formats.ts";
 import { encodeVideo, EVEN_SIDES, requireVideo } from "./video.ts";
 
@@ -103,6 +109,7 @@ export async function makeAnimation(
     ...seek(range.start), ...inputArgs(ctx.input, ctx.demuxer), "-t", String(range.seconds),
     "-map", `0:${ctx.info.video!.index}`, "-filter_complex", filter,
     "-c:v", format.video!.encoder, ...format.video!.args, ...loop,
+    "-threads", String(animationThreads(navigator.hardwareConcurrency)),
     "-fs", String(ctx.maxOutputBytes), "-f", format.muxer, output,
   ];
   await runFfmpeg(args, {
@@ -141,6 +148,9 @@ export const clip: Operation = {
   keys: ["start", "end", "format"],
   parse(args) {
     const range = parseClip(args);
-    return { run: (ctx) => makeClip(range, ctx) };
+    return {
+      run: (ctx) => makeClip(range, ctx),
+      ...(ANIMATIONS.includes(range.format) ? { threads: animationThreads } : {}),
+    };
   },
 };

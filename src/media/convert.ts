@@ -3,7 +3,14 @@ import { MmpError } from "../protocol/errors.ts";
 import { ensureWritable, OUTPUT_FORMATS, type OutputFormat } from "./formats.ts";
 import { extractAudio } from "./audio.ts";
 import { checkAnimationLength, makeAnimation } from "./clip.ts";
-import { inputArgs, type JobContext, type JobOutput, type Operation } from "./operation.ts";
+import {
+  animationThreads,
+  AUDIO_THREADS,
+  inputArgs,
+  type JobContext,
+  type JobOutput,
+  type Operation,
+} from "./operation.ts";
 import type { StreamInfo } from "./probe.ts";
 import { type MainVideo, mapStreams } from "./streams.ts";
 import {
@@ -103,6 +110,14 @@ export const convert: Operation = {
         solution: `Use "format" with one of: ${CONVERT_FORMATS.join(", ")}`,
       });
     }
-    return { run: (ctx) => convertFile({ ...output, format }, ctx) };
+    const threads = format.kind === "audio"
+      ? () => AUDIO_THREADS
+      : format.kind === "animation"
+      ? animationThreads
+      : undefined;
+    return {
+      run: (ctx) => convertFile({ ...output, format }, ctx),
+      ...(threads ? { threads } : {}),
+    };
   },
 };

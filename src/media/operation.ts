@@ -36,6 +36,19 @@ export interface JobOutput {
 /** A validated request, ready to run once the upload is complete. */
 export interface Plan {
   run(ctx: JobContext): Promise<JobOutput>;
+  /**
+   * Threads its ffmpeg keeps busy on a node of `cores` cores: what the job queue charges against
+   * the node's CPU budget (`--cpus`). Absent: every core (the video encoders' automatic threads).
+   */
+  threads?(cores: number): number;
+}
+
+/** Threads of an ffmpeg run that encodes sound only: the audio encoders are single-threaded. */
+export const AUDIO_THREADS = 1;
+
+/** Threads of an animation: decoding beside one palette/encoder thread (`-threads 2`). */
+export function animationThreads(cores: number): number {
+  return Math.min(2, cores);
 }
 
 /** One entry of the operations table. */

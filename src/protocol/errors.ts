@@ -12,7 +12,11 @@ export const ERROR_CODES = [
   "PROCESSING_FAILED",
   "CANCELLED",
   "SHUTTING_DOWN",
+  "UNAVAILABLE",
   "INTERNAL",
+  "UNKNOWN_UPLOAD",
+  "UNKNOWN_JOB",
+  "RESUME_MISMATCH",
 ] as const;
 
 /** One of the stable protocol error codes. */
@@ -32,7 +36,13 @@ const DEFAULT_SOLUTIONS: Record<ErrorCode, string> = {
   PROCESSING_FAILED: "Check that the file plays in a media player; re-export it and try again",
   CANCELLED: "Nothing to do: the job was cancelled as asked",
   SHUTTING_DOWN: "The server is restarting: send the job again in a minute",
+  UNAVAILABLE: "The service cannot take jobs right now: send the job again in a minute",
   INTERNAL: "Try again; if it keeps happening, report it to the server's operator",
+  UNKNOWN_UPLOAD: "Send the whole file again as a new upload (mmp does this by itself)",
+  UNKNOWN_JOB:
+    "Check the job id and connect from the address that sent the job; a job waits at most the server's --resume-window",
+  RESUME_MISMATCH:
+    'Ask with {"op":"resume"} how much the server holds and send the same request from there, or start a new upload',
 };
 
 /** Options of {@linkcode MmpError}. */

@@ -1,13 +1,17 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MmpError } from "../protocol/errors.ts";
-import { JobCore } from "../jobs/core.ts";
-import { LocalIpSlots } from "../jobs/ip_slots.ts";
+import type { ClientJob } from "../jobs/client_job.ts";
+import { JobCore, type JobSubmission } from "../jobs/core.ts";
+import { type IpSlots, LocalIpSlots } from "../jobs/ip_slots.ts";
 import { DEFAULT_LIMITS, type MediaLimits } from "../jobs/process.ts";
 import { JobQueue } from "../jobs/queue.ts";
+import { RedisIpSlots } from "../jobs/redis_slots.ts";
 import { Storage } from "../jobs/storage.ts";
 import { findTools } from "../media/ffmpeg.ts";
 import { type HttpServer, startHttp } from "../http/server.ts";
+import { type Agent, agentLine, startAgent } from "../cluster/agent.ts";
+import { acceptProxied, type AcceptProxiedOptions, ProxyRefusal } from "../cluster/proxied_conn.ts";
 import { handleConnection, type ServerContext } from "./connection.ts";
 
 /** The HTTP API and web page of {@linkcode ServeOptions.http}. */
@@ -33,12 +37,26 @@ export interface ServeOptions {
   http?: HttpServeOptions | false;
   /** Seconds an HTTP result waits for its download before it is deleted. Default 600. */
   resultTtlSeconds?: number;
+  /** Seconds a resumable upload, job or result outlives its connection (0: off). Default 900. */
+  resumeWindowSeconds?: number;
   /** Directory for temporary files. Default `<tmp>/mmp`. */
   storageDir?: string;
   /** Quota over all uploads and outputs in flight, in bytes. Default 4 TB. */
   maxStorage?: number;
-  /** ffmpeg jobs at once. Default: half the cores, at least 1. */
+  /** The CPU budget: threads the running jobs' ffmpegs may use together. Default: every core. */
+  cpus?: number;
+  /** Most jobs at once, whatever their threads. Default: `cpus`. */
   jobs?: number;
+  /**
+   * Load balancers whose connections to the MMP port start with a PROXY protocol header (v1 or
+   * v2); its client address is the client's IP for every rule. A header from any other address is
+   * refused. Off when absent.
+   */
+  proxyProtocol?: string[];
+  /** The one-job-per-IP rule as Redis leases shared by every node; in-process when absent. */
+  redis?: RedisServeOptions;
+  /** Port of the HAProxy agent-check responder (on `hostname`); off when absent. */
+  agentPort?: number;
   /** Seconds a client may stall before its upload is accepted. Default 60. */
   idleTimeoutSeconds?: number;
   /** Uploads slower than this many bytes per second are cut off. Default 1024. */
@@ -53,12 +71,26 @@ export interface ServeOptions {
   log?: (line: string) => void;
 }
 
+/** Options of {@linkcode ServeOptions.redis}. */
+export interface RedisServeOptions {
+  /** `redis://host:port`. */
+  url: string;
+  /** This node's name in the leases it holds (for operators). Default: `node-` and random hex. */
+  nodeId?: string;
+  /** A dead node's leases lapse after this long. Default 15000. */
+  ttlMs?: number;
+  /** Live leases are renewed this often. Default a third of `ttlMs`. */
+  renewMs?: number;
+}
+
 /** A running server. */
 export interface MmpServer extends AsyncDisposable {
   /** The address MMP listens on, with the real port when 0 was asked for. */
   readonly addr: Deno.NetAddr;
   /** The address of the HTTP API and page, when it is on. */
   readonly httpAddr: Deno.NetAddr | undefined;
+  /** The address of the agent-check responder, when it is on. */
+  readonly agentAddr: Deno.NetAddr | undefined;
   readonly core: JobCore;
   readonly storage: Storage;
   readonly queue: JobQueue;
@@ -66,11 +98,43 @@ export interface MmpServer extends AsyncDisposable {
   readonly finished: Promise<void>;
   /** Stops accepting, cancels every job, deletes every job file, closes every connection. */
   shutdown(): Promise<void>;
+  /**
+   * Graceful stop: the agent reports `drain`, new jobs get `SHUTTING_DOWN`, running and queued jobs
+   * and connected MMP clients finish for up to `timeoutMs`; then {@linkcode shutdown}.
+   */
+  drain(timeoutMs: number): Promise<void>;
+  /** What the agent check answers now. */
+  agentReport(): string;
 }
 
-/** The default for `--jobs`: ffmpeg uses several threads itself, so one job per two cores. */
-export function defaultJobs(): number {
-  return Math.max(1, Math.floor(navigator.hardwareConcurrency / 2));
+/** The default for `--cpus`: every core. */
+export function defaultCpus(): number {
+  return Math.max(1, navigator.hardwareConcurrency);
+}
+
+/**
+ * The job core of one node: jobs are refused with `SHUTTING_DOWN` while it drains, and each
+ * admitted job tells the queue how many threads its plan uses.
+ */
+class NodeCore extends JobCore {
+  draining = false;
+
+  override async admit(submission: JobSubmission): Promise<ClientJob> {
+    if (this.draining) {
+      throw new MmpError(
+        "SHUTTING_DOWN",
+        "This server is draining: it finishes its jobs and stops",
+        {
+          solution: "Send the job again: another server of the service takes it",
+        },
+      );
+    }
+    const job = await super.admit(submission);
+    const cpus = this.queue.cpus;
+    this.queue.declareThreads(job.id, job.request.plan.threads?.(cpus) ?? cpus);
+    job.done.catch(() => {}).finally(() => this.queue.forget(job.id));
+    return job;
+  }
 }
 
 /** The default for `--storage`. */
@@ -93,18 +157,31 @@ export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
     dir: options.storageDir ?? defaultStorageDir(),
     maxBytes: options.maxStorage ?? 4e12,
   });
-  const queue = new JobQueue(options.jobs ?? defaultJobs());
-  const core = new JobCore({
+  const cpus = options.cpus ?? defaultCpus();
+  const queue = new JobQueue({ cpus, jobs: options.jobs ?? cpus });
+  const log = options.log ?? ((line: string) => console.error(`mmp: ${line}`));
+  const hostname = options.hostname ?? "0.0.0.0";
+  const port = options.port ?? 9000;
+  const redis = options.redis;
+  const slots: IpSlots & Partial<AsyncDisposable> = redis
+    ? await RedisIpSlots.connect({
+      url: redis.url,
+      nodeId: redis.nodeId ?? `node-${crypto.randomUUID().slice(0, 8)}`,
+      ...(redis.ttlMs === undefined ? {} : { ttlMs: redis.ttlMs }),
+      ...(redis.renewMs === undefined ? {} : { renewMs: redis.renewMs }),
+      log,
+    })
+    : new LocalIpSlots();
+  const core = new NodeCore({
     storage,
     queue,
     tools,
-    slots: new LocalIpSlots(),
+    slots,
     limits: { ...DEFAULT_LIMITS, ...options.limits },
+    resumeWindowSeconds: options.resumeWindowSeconds ?? 900,
   });
   const controller = new AbortController();
-  const log = options.log ?? ((line: string) => console.error(`mmp: ${line}`));
   const sessions = new Set<Promise<void>>();
-  const hostname = options.hostname ?? "0.0.0.0";
   const ctx: ServerContext = {
     core,
     idleTimeoutMs: (options.idleTimeoutSeconds ?? 60) * 1000,
@@ -114,8 +191,19 @@ export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
     signal: controller.signal,
     log,
   };
-  const listener = Deno.listen({ hostname, port: options.port ?? 9000 });
+  const listener = Deno.listen({ hostname, port });
   let http: HttpServer | undefined;
+  let agent: Agent | undefined;
+  let stopping: Promise<void> | undefined;
+  const agentReport = () =>
+    agentLine({
+      stopping: core.draining || stopping !== undefined,
+      cpus,
+      usedThreads: queue.usedThreads,
+      waitingThreads: queue.waitingThreads,
+      reservedBytes: storage.reserved,
+      maxBytes: storage.maxBytes,
+    });
   if (options.http) {
     try {
       http = await startHttp({
@@ -131,12 +219,18 @@ export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
       });
     } catch (err) {
       listener.close();
+      await slots[Symbol.asyncDispose]?.();
       throw err;
     }
   }
-  const accepting = acceptLoop(listener, ctx, sessions);
+  if (options.agentPort !== undefined) {
+    agent = startAgent({ hostname, port: options.agentPort, report: agentReport });
+  }
+  const proxy: AcceptProxiedOptions | undefined = options.proxyProtocol
+    ? { trusted: new Set(options.proxyProtocol), firstBytesTimeoutMs: ctx.idleTimeoutMs }
+    : undefined;
+  const accepting = acceptLoop(listener, ctx, sessions, proxy);
 
-  let stopping: Promise<void> | undefined;
   const shutdown = () =>
     stopping ??= (async () => {
       listener.close();
@@ -144,13 +238,29 @@ export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
         new MmpError("SHUTTING_DOWN", "The server is shutting down and stopped your job"),
       );
       await Promise.all([accepting, queue.close(controller.signal.reason)]);
-      await Promise.all([...sessions, http?.close()]);
+      await Promise.all([...sessions, http?.close(), agent?.close()]);
+      await core.close(controller.signal.reason);
+      await slots[Symbol.asyncDispose]?.();
       await storage.removeLeftovers();
     })();
+
+  const drain = async (timeoutMs: number) => {
+    core.draining = true;
+    await core.dropPartialUploads(new MmpError("SHUTTING_DOWN", "The server is stopping"));
+    const deadline = performance.now() + timeoutMs;
+    // Running and queued jobs, and MMP clients still connected (uploading, waiting, receiving).
+    // An upload held for a client that went away (resumable) is not waited for.
+    const busy = () => queue.size.running + queue.size.waiting + sessions.size > 0;
+    while (busy() && performance.now() < deadline && !stopping) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await shutdown();
+  };
 
   return {
     addr: listener.addr,
     httpAddr: http?.addr,
+    agentAddr: agent?.addr,
     core,
     storage,
     queue,
@@ -158,23 +268,76 @@ export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
       return accepting.then(() => stopping);
     },
     shutdown,
+    drain,
+    agentReport,
     [Symbol.asyncDispose]: shutdown,
   };
 }
 
+/** Errors of a client that left before `accept()` returned it: no reason to stop or to worry. */
+function isBenignAcceptError(err: unknown): boolean {
+  return err instanceof Deno.errors.NotConnected || err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.ConnectionAborted;
+}
+
+/** Accepts until the listener closes; survives every `accept()` error (logged at most once a minute). */
 async function acceptLoop(
   listener: Deno.TcpListener,
   ctx: ServerContext,
   sessions: Set<Promise<void>>,
+  proxy: AcceptProxiedOptions | undefined,
+): Promise<void> {
+  let loggedAt = -Infinity;
+  let failures = 0;
+  while (true) {
+    let conn: Deno.TcpConn;
+    try {
+      conn = await listener.accept();
+    } catch (err) {
+      if (ctx.signal.aborted || err instanceof Deno.errors.BadResource) return;
+      if (err instanceof Deno.errors.Interrupted) return;
+      failures++;
+      if (performance.now() - loggedAt > 60_000) {
+        ctx.log(`accept failed (${failures} since the last report), continuing: ${err}`);
+        loggedAt = performance.now();
+        failures = 0;
+      }
+      // Out of file descriptors and the like: give the sessions a moment to free some.
+      if (!isBenignAcceptError(err)) await new Promise((resolve) => setTimeout(resolve, 50));
+      continue;
+    }
+    const session = serveConnection(conn, ctx, proxy);
+    sessions.add(session);
+    session.finally(() => sessions.delete(session));
+  }
+}
+
+/** One connection: the PROXY header first where `--proxy-protocol` asks for it, then MMP. */
+async function serveConnection(
+  conn: Deno.TcpConn,
+  ctx: ServerContext,
+  proxy: AcceptProxiedOptions | undefined,
 ): Promise<void> {
   try {
-    for await (const conn of listener) {
-      conn.setNoDelay(true);
-      const session = handleConnection(conn, ctx);
-      sessions.add(session);
-      session.finally(() => sessions.delete(session));
-    }
+    conn.setNoDelay(true);
+  } catch { /* the client left already; the session finds out */ }
+  if (!proxy) return await handleConnection(conn, ctx);
+  const close = () => {
+    try {
+      conn.close();
+    } catch { /* closed already */ }
+  };
+  ctx.signal.addEventListener("abort", close, { once: true });
+  let proxied;
+  try {
+    proxied = await acceptProxied(conn, proxy);
   } catch (err) {
-    if (!ctx.signal.aborted) throw err;
+    if (!(err instanceof ProxyRefusal) || !err.quiet) {
+      ctx.log(`connection closed unread: ${(err as Error).message}`);
+    }
+    return close();
+  } finally {
+    ctx.signal.removeEventListener("abort", close);
   }
+  await handleConnection(proxied, ctx);
 }
