@@ -274,9 +274,11 @@ Deno.test({
     await t.step(
       "kill -9 of a node mid-job: the client fails cleanly, HAProxy marks it down, the lease lapses",
       async () => {
+        // Long enough (about 4 s of encoding) that the kill lands mid-job even on a loaded machine.
+        const longSound = await makeSound(join(dir.path, "long.mkv"), 900);
         const cli = new Deno.Command(Deno.execPath(), {
           // deno-fmt-ignore
-          args: ["run", ...(await buildPermissions()), MAIN, "convert", soundPath, "--to", "mp3",
+          args: ["run", ...(await buildPermissions()), MAIN, "convert", longSound, "--to", "mp3",
           "--server", `127.0.0.1:${cluster.port}`, "--bind", "127.0.0.7", "--poll", "200ms",
           "--output", join(dir.path, "killed.mp3"), "--quiet",
             // No automatic reconnect: the node's death itself must be a clean connection error.
@@ -291,7 +293,10 @@ Deno.test({
         let victim: (typeof cluster.nodes)[number] | undefined;
         const started = await eventually(async () => {
           for (const node of cluster.nodes) {
-            if ((await listDir(node.storage)).some((name) => /-input\./.test(name))) {
+            // Killed as soon as the node holds the job's files: mid-upload or mid-encode.
+            if (
+              (await listDir(node.storage)).some((name) => /-(upload\.part|input\.)/.test(name))
+            ) {
               victim = node;
             }
           }

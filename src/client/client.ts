@@ -6,7 +6,6 @@ import {
   checkOutputFree,
   type ClientEvent,
   ConnectionError,
-  delay,
   type JobResult,
   num,
   outputFor,
@@ -14,6 +13,7 @@ import {
   ServerError,
   str,
   throwIfError,
+  uploadWatchingAnswer,
 } from "./common.ts";
 import { mediaTypeOf, newUploadId, runResumable, sendOnce } from "./resumable.ts";
 import { type ClientConn, type ConnectOptions, connectTo } from "./socket.ts";
@@ -162,29 +162,20 @@ class ClientSession {
   async #upload(sha256: string, size: number): Promise<FrameHead> {
     const { request, input } = this.#options;
     const mediaType = this.#options.mediaType ?? mediaTypeOf(input);
-    const stop = new AbortController();
-    const answer = this.#nextFrame();
-    answer.catch(() => {}).finally(() => stop.abort());
-    try {
-      await writeFileFrame(
-        this.#conn,
-        { ...request, sha256, name: basename(input) },
-        mediaType,
-        input,
-        {
-          signal: stop.signal,
-          onProgress: (sent) => this.#emit({ stage: "upload", sent, total: size }),
-        },
-      );
-    } catch (err) {
-      if (!stop.signal.aborted) await Promise.race([answer, delay(2000)]).catch(() => {});
-      if (!stop.signal.aborted) throw err;
-    }
-    const head = await answer;
-    if (head.json.type !== "accepted") {
-      throw new ConnectionError("The server sent an unexpected frame");
-    }
-    return head;
+    return await uploadWatchingAnswer(
+      this.#nextFrame(),
+      (signal) =>
+        writeFileFrame(
+          this.#conn,
+          { ...request, sha256, name: basename(input) },
+          mediaType,
+          input,
+          {
+            signal,
+            onProgress: (sent) => this.#emit({ stage: "upload", sent, total: size }),
+          },
+        ),
+    );
   }
 
   /** Polls status until the result frame arrives; Ctrl-C (the signal) asks for a cancel. */

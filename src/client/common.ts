@@ -140,3 +140,27 @@ export function randomHex(bytes: number): string {
   const random = crypto.getRandomValues(new Uint8Array(bytes));
   return Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/**
+ * Sends a payload while the server may answer before the last byte (an error frame): the write
+ * stops when an answer arrives, and that answer, not the broken write, is what counts. Returns the
+ * `accepted` frame; an error frame rejects `answer` with its {@linkcode ServerError}.
+ */
+export async function uploadWatchingAnswer(
+  answer: Promise<FrameHead>,
+  send: (signal: AbortSignal) => Promise<void>,
+): Promise<FrameHead> {
+  const stop = new AbortController();
+  answer.catch(() => {}).finally(() => stop.abort());
+  try {
+    await send(stop.signal);
+  } catch (err) {
+    if (!stop.signal.aborted) await Promise.race([answer, delay(2000)]).catch(() => {});
+    if (!stop.signal.aborted) throw err;
+  }
+  const head = await answer;
+  if (head.json.type !== "accepted") {
+    throw new ConnectionError("The server sent an unexpected frame");
+  }
+  return head;
+}

@@ -24,6 +24,7 @@ import {
   ServerError,
   str,
   throwIfError,
+  uploadWatchingAnswer,
 } from "./common.ts";
 import { type ClientConn, type ConnectOptions, connectTo } from "./socket.ts";
 
@@ -273,9 +274,6 @@ class ResumableSession {
   async #upload(offset: number): Promise<FrameHead> {
     const { request, input } = this.#options;
     const state = this.#state;
-    const stop = new AbortController();
-    const answer = this.#next();
-    answer.catch(() => {}).finally(() => stop.abort());
     const json = {
       ...request,
       sha256: input!.sha256,
@@ -283,24 +281,18 @@ class ResumableSession {
       upload: state.uploadId,
       ...(offset > 0 && { offset }),
     };
-    try {
-      await writeFileFrame(this.#conn, json, input!.mediaType, input!.path, {
-        offset,
-        signal: stop.signal,
-        onProgress: (sent) => {
-          state.moved++;
-          this.#emit({ stage: "upload", sent, total: input!.size });
-        },
-      });
-    } catch (err) {
-      if (!stop.signal.aborted) await Promise.race([answer, delay(2000)]).catch(() => {});
-      if (!stop.signal.aborted) throw err;
-    }
-    const head = await answer;
-    if (head.json.type !== "accepted") {
-      throw new ConnectionError("The server sent an unexpected frame");
-    }
-    return head;
+    return await uploadWatchingAnswer(
+      this.#next(),
+      (signal) =>
+        writeFileFrame(this.#conn, json, input!.mediaType, input!.path, {
+          offset,
+          signal,
+          onProgress: (sent) => {
+            state.moved++;
+            this.#emit({ stage: "upload", sent, total: input!.size });
+          },
+        }),
+    );
   }
 
   /** `attach`: back on the job; its status comes first unless the result is ready. */

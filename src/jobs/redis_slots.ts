@@ -71,6 +71,8 @@ export class RedisIpSlots implements IpSlots, AsyncDisposable {
   /** Since when the client has not been ready, for the watchdog. */
   #downSince: number | undefined;
   #watchdog: ReturnType<typeof setInterval> | undefined;
+  /** A command went unanswered: the connection may be dead though the client says ready. */
+  #timedOut = false;
   readonly #nodeId: string;
   readonly #renewMs: number;
   readonly #prefix: string;
@@ -130,18 +132,25 @@ export class RedisIpSlots implements IpSlots, AsyncDisposable {
 
   /**
    * Measured here: after a Redis restart, a node-redis client under Deno sometimes never becomes
-   * ready again (its reconnect attempt hangs). A client down for longer than {@linkcode
+   * ready again (its reconnect attempt hangs), or says it is ready while its commands go
+   * unanswered. A client not ready, or whose command timed out, for longer than {@linkcode
    * STUCK_MS} is replaced by a fresh one, so the node always recovers by itself.
    */
   #watch(): void {
     if (this.#closed) return;
-    if (this.#client.isReady) {
+    if (this.#client.isReady && !this.#timedOut) {
       this.#downSince = undefined;
       return;
     }
     const since = this.#downSince ??= performance.now();
     if (performance.now() - since < STUCK_MS) return;
+    this.#replaceClient();
+  }
+
+  /** Swaps in a fresh client; the stuck one is destroyed. */
+  #replaceClient(): void {
     const stuck = this.#client;
+    this.#timedOut = false;
     this.#client = this.#open();
     this.#downSince = performance.now();
     try {
@@ -206,7 +215,10 @@ export class RedisIpSlots implements IpSlots, AsyncDisposable {
   async #call<T>(command: () => Promise<T>): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const slow = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(unavailableError()), this.#timeoutMs);
+      timer = setTimeout(() => {
+        this.#timedOut = true;
+        reject(unavailableError());
+      }, this.#timeoutMs);
     });
     const pending = command();
     pending.catch(() => {});
