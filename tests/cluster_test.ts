@@ -173,8 +173,25 @@ Deno.test({
       await client.send(proxyV2(ip));
       return client;
     };
-    const smallJob = (ip: string) =>
-      runJob({
+    /**
+     * HAProxy's view of the nodes lags by its check interval (500 ms here): a node that was full a
+     * moment ago may still count as full. New connections wait until every live node is UP again.
+     */
+    const allUp = async () =>
+      assert.ok(
+        await eventually(
+          async () => {
+            // A killed node stays DOWN; every other must be UP (not counted full, not in a check).
+            const states = Object.values(await cluster.serverStates());
+            return states.includes("UP") && states.every((s) => s === "UP" || s === "DOWN");
+          },
+          5000,
+        ),
+        JSON.stringify(await cluster.serverStates()),
+      );
+    const smallJob = async (ip: string) => {
+      await allUp();
+      return await runJob({
         hostname: "127.0.0.1",
         port: cluster.port,
         localAddress: ip,
@@ -183,6 +200,7 @@ Deno.test({
         output: join(dir.path, `small-${ip}-${crypto.randomUUID()}.mp3`),
         pollMs: 200,
       });
+    };
 
     await t.step(
       "three IPs land on three nodes; the same IP again is BUSY on every node",
@@ -227,6 +245,7 @@ Deno.test({
     await t.step(
       "Redis down: new jobs get UNAVAILABLE, a running job finishes, then it recovers",
       async () => {
+        await allUp();
         using running = await viaHaproxy("127.0.0.5");
         await running.sendHead({ op: "audio" }, "mkv", sound.length);
         await running.send(sound);
