@@ -101,12 +101,7 @@ export async function runJob(options: RunJobOptions): Promise<JobResult> {
         mediaType: options.mediaType ?? mediaTypeOf(options.input),
       },
       outputFor: (mediaType) => outputPath(options, mediaType),
-      ...(options.force !== undefined && { force: options.force }),
-      pollMs: options.pollMs ?? 60_000,
-      retries: options.retries ?? 5,
-      retryDelayMs: options.retryDelayMs ?? 500,
-      ...(options.onEvent && { onEvent: options.onEvent }),
-      ...(options.signal && { signal: options.signal }),
+      ...sessionOptions(options),
       onAbort: options.onAbort ?? "cancel",
     }, { phase: "upload", uploadId: newUploadId(), askOffset: false, moved: 0 });
   }
@@ -269,6 +264,18 @@ export async function requestInfo(options: ConnectOptions): Promise<Record<strin
 }
 
 /** `hostname`, `port` and `localAddress` of `options`, for {@linkcode connectTo}. */
+/** What a job run and an attach share: overwrite, polling, retries, progress and the signal. */
+function sessionOptions(options: Omit<AttachOptions, "job" | keyof ConnectOptions>) {
+  return {
+    ...(options.force !== undefined && { force: options.force }),
+    pollMs: options.pollMs ?? 60_000,
+    retries: options.retries ?? 5,
+    retryDelayMs: options.retryDelayMs ?? 500,
+    ...(options.onEvent && { onEvent: options.onEvent }),
+    ...(options.signal && { signal: options.signal }),
+  };
+}
+
 function connectOptions(options: ConnectOptions): ConnectOptions {
   return {
     hostname: options.hostname,
@@ -328,12 +335,7 @@ export async function attachJob(options: AttachOptions): Promise<JobResult> {
   return await runResumable({
     ...connectOptions(options),
     outputFor: (mediaType, name) => isDir ? join(target, safeName(name, mediaType)) : target,
-    ...(options.force !== undefined && { force: options.force }),
-    pollMs: options.pollMs ?? 60_000,
-    retries: options.retries ?? 5,
-    retryDelayMs: options.retryDelayMs ?? 500,
-    ...(options.onEvent && { onEvent: options.onEvent }),
-    ...(options.signal && { signal: options.signal }),
+    ...sessionOptions(options),
     onAbort: "detach",
   }, { phase: "wait", uploadId: "", askOffset: false, job: options.job, moved: 0 });
 }
