@@ -26,8 +26,26 @@ function proxyHeader(): Uint8Array {
   return new Uint8Array([...V2_SIGNATURE, 0x21, 0x11, 0, body.length, ...body]);
 }
 
-/** Sends `path` as an upload and waits for `accepted`; returns the seconds it took. */
+/**
+ * Sends `path` as an upload and waits for `accepted`; returns the seconds the accepted upload took.
+ * The previous upload from this IP was cut after `accepted`, and its node frees the IP's lease a
+ * moment later: a `BUSY` until then is waited out (at most 10 s), not measured.
+ */
 async function upload(port: number, path: string, size: number, prefix?: Uint8Array) {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await uploadOnce(port, path, size, prefix);
+    } catch (err) {
+      // An early BUSY may reach us as the answer, or as a reset while the payload still flows.
+      const busy = String(err).includes('"BUSY"') || err instanceof Deno.errors.BrokenPipe ||
+        err instanceof Deno.errors.ConnectionReset;
+      if (!busy || attempt >= 40) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+async function uploadOnce(port: number, path: string, size: number, prefix?: Uint8Array) {
   const started = performance.now();
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
