@@ -116,6 +116,10 @@ const SERVE_HELP = `Usage: mmp serve [options]
                         undelivered result this long for the client to come back (default 900;
                         0: off, as protocol 2)
   --ffmpeg PATH         ffmpeg to use, ffprobe beside it (default env MMP_FFMPEG, else PATH)
+  --vmaf-ffmpeg PATH    an ffmpeg with libvmaf that compress scores its probes with (VMAF);
+                        default: --ffmpeg if it has libvmaf, else compress scores SSIM
+  --compress-budget X   time a compress job aims for, as a multiple of ffmpeg's default encode
+                        of the video (default 1.5); 3 lets AV1 use slower presets: smaller files
   --drain-timeout SECS  on SIGTERM/SIGINT, let running jobs finish this long (default 600);
                         a second signal stops at once
 
@@ -195,6 +199,16 @@ function parseNumber(text: string | undefined, name: string, min: number, max: n
   return value;
 }
 
+/** `--compress-budget`: a multiple from 1 to 20, decimals allowed. */
+function parseDecimal(text: string | undefined, name: string): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 1 || value > 20) {
+    throw new UsageError(`--${name} must be a number from 1 to 20, such as 1.5`);
+  }
+  return value;
+}
+
 function sizeOption(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   try {
@@ -268,6 +282,8 @@ async function runServe(args: string[]): Promise<number> {
       "result-ttl",
       "resume-window",
       "ffmpeg",
+      "vmaf-ffmpeg",
+      "compress-budget",
       "cpus",
       "drain-timeout",
       "proxy-protocol",
@@ -302,6 +318,8 @@ async function runServe(args: string[]): Promise<number> {
     resumeWindowSeconds: parseNumber(text(values, "resume-window"), "resume-window", 0, 604_800) ??
       900,
     ...defined("ffmpeg", text(values, "ffmpeg")),
+    ...defined("vmafFfmpeg", text(values, "vmaf-ffmpeg")),
+    ...defined("compressBudget", parseDecimal(text(values, "compress-budget"), "compress-budget")),
   });
   const drainSeconds = parseNumber(text(values, "drain-timeout"), "drain-timeout", 0, 604_800) ??
     600;

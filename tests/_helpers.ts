@@ -257,3 +257,23 @@ export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
 }
 
 export { join };
+
+/**
+ * An ffmpeg with libvmaf to score with (env MMP_VMAF_FFMPEG, else the static one a Python venv has
+ * from ../shared/tools), or undefined where there is none: VMAF checks are then skipped.
+ */
+export function vmafFfmpeg(): string | undefined {
+  const fromEnv = Deno.env.get("MMP_VMAF_FFMPEG");
+  if (fromEnv) return fromEnv;
+  try {
+    const { stdout, success } = new Deno.Command("python3", {
+      args: ["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    return success ? new TextDecoder().decode(stdout).trim() : undefined;
+  } catch {
+    return undefined;
+  }
+}

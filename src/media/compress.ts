@@ -1,10 +1,10 @@
 import { MmpError } from "../protocol/errors.ts";
-import { FfmpegError, runFfmpeg, runForOutput } from "./ffmpeg.ts";
+import { FfmpegError, runFfmpeg } from "./ffmpeg.ts";
 import { availableEncoders, type Encoder, ENCODERS } from "./encoders.ts";
 import { inputArgs, type JobContext, type JobOutput, type Operation } from "./operation.ts";
-import { type MediaInfo, probe, type StreamInfo } from "./probe.ts";
-import { measureSsim } from "./ssim.ts";
-import { hasLibvmaf } from "./vmaf.ts";
+import type { StreamInfo } from "./probe.ts";
+import { type MetricName, searchMetric } from "./metric.ts";
+import { extractSamples, type Lane, type Probe, type Samples, Search } from "./compress_search.ts";
 import { canCopyVideo, convertFilm } from "./convert.ts";
 import { type CodecRule, OUTPUT_FORMATS, type OutputFormat } from "./formats.ts";
 import { mapStreams } from "./streams.ts";
@@ -24,47 +24,56 @@ const CODECS = ["av1", "hevc", "h264"] as const;
 type Codec = typeof CODECS[number];
 
 /**
- * Quality levels are anchored on x264's familiar CRF scale, measured per video: the target SSIM is
- * what x264 (preset medium) reaches on this video's samples at the anchor CRF, plus an offset.
+ * Quality levels are anchored on x264's familiar CRF scale, measured per video: the target is the
+ * score x264 at preset medium (ffmpeg's default) reaches on this video's samples at the anchor CRF.
+ * `balanced` is ffmpeg's default itself, with no allowance below it.
  */
-export const QUALITY_TARGETS: Readonly<
-  Record<CompressQuality, { anchorCrf: number; offset: number }>
-> = {
-  high: { anchorCrf: 18, offset: 0 },
-  balanced: { anchorCrf: 23, offset: -0.004 },
-  small: { anchorCrf: 28, offset: 0 },
+export const QUALITY_ANCHORS: Readonly<Record<CompressQuality, number>> = {
+  high: 18,
+  balanced: 23,
+  small: 28,
 };
 
 /**
- * Sampling: the probes see a fifth of the video (1…8 s, in up to 4 pieces of 2 s where it is long
- * enough, spread across it), so the search is a fixed share of short videos and a fixed cost for
- * long ones. Pieces shorter than 2 s would over-weight the keyframe each one starts with. Videos of
- * 2 s or less are probed whole.
+ * What a codec must score above the anchor, in the metric's linear units, to look as good as the
+ * anchor under VMAF. On VMAF itself: nothing, it is the judge (the target allows 1 point below for
+ * the samples' noise). On SSIM (decibels): how far the SSIM of AV1 and HEVC at the anchor's VMAF sat
+ * from x264's, calibrated on the real-footage corpus (`deno task bench:calibrate`, docs/compress.md):
+ * from −1.9 dB (a drone shot, a screencast: SSIM under-rates AV1) to +0.4 dB (an uncompressed
+ * handheld source: SSIM over-rates it). The offset covers the worst clip, so the SSIM search lands
+ * at or above x264's VMAF everywhere, at the price of some size where SSIM under-rates.
  */
-const SAMPLE_SHARE = 0.2;
-const MIN_SAMPLE_SECONDS = 1;
-const MAX_SAMPLE_SECONDS = 8;
-const MAX_PIECES = 4;
-const MIN_PIECE_SECONDS = 2;
+export const METRIC_OFFSETS: Readonly<Record<MetricName, Readonly<Record<Codec, number>>>> = {
+  vmaf: { av1: 0, hevc: 0, h264: 0 },
+  ssim: { av1: 0.3, hevc: 0.4, h264: 0 },
+};
+
+/**
+ * By default the whole job aims to take at most this multiple of ffmpeg-default's own encode of the
+ * video (`--compress-budget` changes it). On 2 cores that leaves SVT-AV1 its fast presets only
+ * (11–12), which at equal VMAF are about as big as x264's default; 3× allows preset 8, about 0.7×
+ * (docs/compress.md has the measurements).
+ */
+export const DEFAULT_TIME_BUDGET = 1.5;
+/** Share of the budget the engine plans with: the transfers, audio and muxing come on top. */
+const PLANNING_SHARE = 0.9;
 /** At most this many probe encodes per candidate encoder. */
 const MAX_PROBES = 4;
-/** The search stops once a passing probe is this close to the target (0.001 SSIM at 0.85). */
-const CLOSE_ENOUGH_DB = 0.03;
-/** Largest single CRF step while the target is not yet bracketed. */
-const MAX_STEP = 12;
+/** Probes a lane is expected to need, to plan its preset. */
+const EXPECTED_PROBES = 2;
+/** Between a passing and a failing probe this close, the CRF is interpolated rather than probed. */
+const INTERPOLATE_SPAN = 4;
 /**
- * The slower final preset is used only when the job's estimated time stays under this share of
- * realtime: audio, muxing and the transfers come on top, and the speed estimate is rough.
- */
-const FINAL_MARGIN = 0.8;
-/** A candidate must encode at least this fast (media seconds per wall second) to be chosen. */
-const MIN_SPEED = 1;
-/**
- * The samples' size predicts the encode only roughly (their content may not be typical): the final
- * encode is skipped only when the prediction is this far above the input, and its actual size is
- * always checked.
+ * The samples' size predicts the encode only roughly (their content may not be typical): the input
+ * is kept early only when a probe below the target already predicts this much more than the input.
+ * The final encode's actual size is always checked.
  */
 const HOPELESS_RATIO = 1.25;
+/**
+ * The input is kept, without a final encode, when the chosen encode is predicted this much of it or
+ * more: x264 at its default then makes about the input again (an efficient upload).
+ */
+const KEEP_RATIO = 1.05;
 /** Audio at or below this bitrate in an efficient codec is kept as it is. */
 const EFFICIENT_AUDIO_BPS = 160_000;
 
@@ -75,17 +84,6 @@ export interface CompressRequest {
   /** The container asked for; default: MKV and WEBM keep theirs, the rest become MP4. */
   format?: OutputFormat;
   stripMetadata: boolean;
-}
-
-/** One probe encode of the samples. */
-export interface Probe {
-  codec: Codec;
-  crf: number;
-  ssim: number;
-  /** Size of the encoded samples, keyframes weighted as in a full encode. */
-  bytes: number;
-  /** Media seconds encoded per wall-clock second. */
-  speed: number;
 }
 
 function oneOf<T extends string>(
@@ -158,263 +156,6 @@ function efficientAudio(stream: StreamInfo): boolean {
   return (stream.bitRate ?? 0) <= EFFICIENT_AUDIO_BPS;
 }
 
-/** The lossless sample file, its media seconds, and ffprobe's view of it. */
-interface Samples {
-  path: string;
-  seconds: number;
-  info: MediaInfo;
-  /** How many pieces were joined: each starts with a keyframe the encoder had to place. */
-  pieces: number;
-  /** Keyframes a full encode places in as much video as the samples hold. */
-  keyframes: number;
-}
-
-/** Keyframe interval of the candidates (SVT-AV1 `-g 240`; x264 uses 250), in frames. */
-const GOP_FRAMES = 240;
-
-/** Where the sample pieces start and how long each is, in seconds. */
-export function samplePlan(duration: number): { starts: number[]; length: number } {
-  const total = Math.min(MAX_SAMPLE_SECONDS, Math.max(MIN_SAMPLE_SECONDS, duration * SAMPLE_SHARE));
-  if (total * 2 >= duration) return { starts: [0], length: Math.max(duration, 0.04) };
-  const pieces = Math.max(1, Math.min(MAX_PIECES, Math.floor(total / MIN_PIECE_SECONDS)));
-  const length = total / pieces;
-  const starts = Array.from(
-    { length: pieces },
-    (_, i) => ((i + 0.5) / pieces) * duration - length / 2,
-  );
-  return { starts, length };
-}
-
-/**
- * Samples are stored uncompressed when that takes at most this much disk (720p: 8 s at 30 fps),
- * else as lossless H.264: every probe encode and every score decodes them, and decoding lossless
- * H.264 cost as much as the SSIM itself (measured: 0.5 s against 0.16 s for 2 s of 720p).
- */
-const RAW_SAMPLE_BYTES = 512 * 1024 * 1024;
-
-function sampleCodec(info: MediaInfo, seconds: number): string[] {
-  const video = info.video!;
-  const rawBytes = (video.width ?? 0) * (video.height ?? 0) * 1.5 * (video.frameRate ?? 60) *
-    seconds;
-  return rawBytes <= RAW_SAMPLE_BYTES
-    ? ["-c:v", "rawvideo"]
-    : ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"];
-}
-
-/** Cuts the samples into one lossless file, so every probe is scored against the same frames. */
-async function extractSamples(ctx: JobContext): Promise<Samples> {
-  const { starts, length } = samplePlan(ctx.info.duration);
-  // A whole video is read without seeking: ffmpeg 5.1 writes a broken file after `-ss 0` on FLV.
-  const inputs = starts.length === 1 && starts[0] === 0
-    ? inputArgs(ctx.input, ctx.demuxer)
-    : starts.flatMap((start) => [
-      "-ss",
-      start.toFixed(3),
-      "-t",
-      length.toFixed(3),
-      ...inputArgs(ctx.input, ctx.demuxer),
-    ]);
-  const video = ctx.info.video!.index;
-  const streams = starts.map((_, i) => `[${i}:${video}]`).join("");
-  const path = ctx.files.path("samples.mkv");
-  await runFfmpeg([
-    ...inputs,
-    "-filter_complex",
-    `${streams}concat=n=${starts.length}:v=1:a=0,${EVEN_SIDES},format=yuv420p[v]`,
-    "-map",
-    "[v]",
-    ...sampleCodec(ctx.info, starts.length * length),
-    "-fps_mode",
-    "passthrough",
-    path,
-  ], { ffmpeg: ctx.tools.ffmpeg, signal: ctx.signal });
-  const info = await probe(path, { ffprobe: ctx.tools.ffprobe, signal: ctx.signal });
-  const seconds = starts.length * length;
-  const duration = Math.max(ctx.info.duration, seconds);
-  const fullEncodeKeyframes = Math.max(1, (duration * (info.video?.frameRate ?? 25)) / GOP_FRAMES);
-  return {
-    path,
-    seconds,
-    info,
-    pieces: starts.length,
-    keyframes: (fullEncodeKeyframes * seconds) / duration,
-  };
-}
-
-/** Searches one encoder's CRF for the smallest encode that reaches the target. */
-class Search {
-  readonly probes: Probe[] = [];
-  #ctx: JobContext;
-  #samples: Samples;
-  #onProbe: () => void;
-
-  constructor(ctx: JobContext, samples: Samples, onProbe: () => void) {
-    this.#ctx = ctx;
-    this.#samples = samples;
-    this.#onProbe = onProbe;
-  }
-
-  /** Encodes the samples at `crf` and scores them. */
-  async probe(encoder: Encoder, crf: number): Promise<Probe> {
-    const known = this.probes.find((p) => p.codec === encoder.codec && p.crf === crf);
-    if (known) return known;
-    const path = this.#ctx.files.path(`probe-${encoder.codec}-${crf}.mkv`);
-    const started = performance.now();
-    // deno-fmt-ignore
-    await runFfmpeg([
-      ...inputArgs(this.#samples.path), ...encoder.args(crf, encoder.presets.probe), "-pix_fmt", "yuv420p",
-      "-fps_mode", "passthrough", "-an", path,
-    ], { ffmpeg: this.#ctx.tools.ffmpeg, signal: this.#ctx.signal });
-    const seconds = (performance.now() - started) / 1000;
-    const video = this.#samples.info.video!;
-    const ssim = await measureSsim(path, this.#samples.path, {
-      ffmpeg: this.#ctx.tools.ffmpeg,
-      frameRate: video.frameRate ?? 25,
-      width: video.width!,
-      height: video.height!,
-      signal: this.#ctx.signal,
-    });
-    const bytes = await this.#sizeAsInFullEncode(path);
-    await Deno.remove(path);
-    const result = {
-      codec: encoder.codec,
-      crf,
-      ssim,
-      bytes,
-      speed: this.#samples.seconds / Math.max(seconds, 0.001),
-    };
-    this.probes.push(result);
-    this.#onProbe();
-    return result;
-  }
-
-  /**
-   * The probe's size with its keyframes counted as a full encode would have them: each sample piece
-   * starts with a forced keyframe, which in 2 s pieces would weigh several times more than in the
-   * video, and more for some encoders than for others. Other keyframes (scene cuts) count in full.
-   */
-  async #sizeAsInFullEncode(path: string): Promise<number> {
-    // deno-fmt-ignore
-    const packets = await runForOutput(this.#ctx.tools.ffprobe, [
-      "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags", "-of", "csv=p=0",
-      ...inputArgs(path),
-    ], this.#ctx.signal);
-    let key = 0, keys = 0, other = 0;
-    for (const line of packets.split("\n")) {
-      const [size, flags] = line.split(",");
-      if (!size) continue;
-      if (flags?.startsWith("K")) {
-        key += Number(size);
-        keys++;
-      } else other += Number(size);
-    }
-    if (keys === 0) return other;
-    const sceneCuts = Math.max(0, keys - this.#samples.pieces);
-    return Math.round(other + (key / keys) * (sceneCuts + this.#samples.keyframes));
-  }
-
-  /** The highest CRF reaching `target` within the probe budget, or the best quality tried. */
-  async find(encoder: Encoder, target: number): Promise<Probe> {
-    let crf = encoder.startCrf;
-    for (let i = 0; i < MAX_PROBES; i++) {
-      await this.probe(encoder, crf);
-      const next = this.#nextCrf(encoder, ssimDb(target));
-      if (next === undefined) break;
-      crf = next;
-    }
-    return this.#best(encoder, target);
-  }
-
-  #mine(encoder: Encoder): Probe[] {
-    return this.probes.filter((p) => p.codec === encoder.codec).sort((a, b) => a.crf - b.crf);
-  }
-
-  #best(encoder: Encoder, target: number): Probe {
-    const mine = this.#mine(encoder);
-    const passing = mine.filter((p) => p.ssim >= target);
-    return passing.at(-1) ?? mine[0]!;
-  }
-
-  /** Decibels lost per CRF step: measured from the two probes nearest the target once there are two. */
-  #slope(encoder: Encoder, mine: Probe[], target: number): number {
-    if (mine.length < 2) return encoder.dbPerCrf;
-    const distance = (p: Probe) => Math.abs(ssimDb(p.ssim) - target);
-    const [a, b] = [...mine].sort((x, y) => distance(x) - distance(y)).slice(0, 2)
-      .sort((x, y) => x.crf - y.crf);
-    const slope = (ssimDb(a!.ssim) - ssimDb(b!.ssim)) / (b!.crf - a!.crf);
-    return slope > 0.01 ? slope : encoder.dbPerCrf;
-  }
-
-  /**
-   * Next CRF, or undefined when done: interpolated between the nearest passing and failing probes,
-   * else extrapolated from the one probe nearest the target. Works in decibels (`target` too), where
-   * quality is close to linear in CRF.
-   */
-  #nextCrf(encoder: Encoder, target: number): number | undefined {
-    const mine = this.#mine(encoder);
-    const db = (p: Probe) => ssimDb(p.ssim);
-    const pass = mine.filter((p) => db(p) >= target).at(-1);
-    const fail = mine.find((p) => db(p) < target && (!pass || p.crf > pass.crf));
-    if (pass && db(pass) - target < CLOSE_ENOUGH_DB) return undefined;
-    let next: number;
-    if (pass && fail) {
-      if (fail.crf - pass.crf <= 1) return undefined;
-      const t = (db(pass) - target) / Math.max(db(pass) - db(fail), 1e-6);
-      next = Math.round(pass.crf + t * (fail.crf - pass.crf));
-      next = Math.min(fail.crf - 1, Math.max(pass.crf + 1, next));
-    } else {
-      const from = (pass ?? fail)!;
-      const step = Math.round((db(from) - target) / this.#slope(encoder, mine, target));
-      next = from.crf +
-        (step === 0 ? (pass ? 1 : -1) : Math.max(-MAX_STEP, Math.min(MAX_STEP, step)));
-      next = Math.min(encoder.maxCrf, Math.max(encoder.minCrf, next));
-    }
-    return mine.some((p) => p.crf === next) ? undefined : next;
-  }
-}
-
-/**
- * SSIM as decibels, `-10·log10(1 − SSIM)` (as ffmpeg prints it): 0.99 → 20 dB, 0.999 → 30 dB.
- * CRF moves it about linearly, where raw SSIM crowds towards 1.
- */
-export function ssimDb(ssim: number): number {
-  return -10 * Math.log10(Math.max(1 - ssim, 1e-6));
-}
-
-/**
- * Finds each candidate's best probe. H.264 is searched only when nothing else clearly wins: its
- * anchor probe, moved to the target by the rule of thumb that 6 CRF steps halve x264's size, already
- * tells its size there, and each probe costs a sample encode.
- */
-async function searchEncoders(
-  search: Search,
-  encoders: Encoder[],
-  target: number,
-  reference: Probe,
-): Promise<Probe[]> {
-  const chosen: Probe[] = [];
-  for (const encoder of encoders) {
-    const leader = choose(chosen, target);
-    if (encoder.codec === "h264" && leader && leader.bytes < h264BytesAt(reference, target) * 0.8) {
-      if (reference.ssim >= target) chosen.push(reference);
-      continue;
-    }
-    try {
-      chosen.push(await search.find(encoder, target));
-    } catch (err) {
-      if (!(err instanceof FfmpegError)) throw err; // an encoder that cannot take this input
-    }
-  }
-  return chosen;
-}
-
-/** Rough size of an x264 encode at `target`, from the anchor probe. */
-function h264BytesAt(reference: Probe, target: number): number {
-  const h264 = ENCODERS.find((e) => e.codec === "h264")!;
-  const steps = Math.max(0, (ssimDb(reference.ssim) - ssimDb(target)) / h264.dbPerCrf);
-  return reference.bytes * 2 ** (-steps / 6);
-}
-
 /** The encoders to try: the request's codec, or AV1 and H.264; WEBM can only take AV1. */
 async function candidates(ctx: JobContext, request: CompressRequest, format: OutputFormat) {
   const have = await availableEncoders(ctx.tools.ffmpeg);
@@ -444,9 +185,144 @@ async function keepInput(
   return { ...output, stats: { ...output.stats, ...kept } };
 }
 
+/** The job's clock and its time budget, in seconds since the job started. */
+class Budget {
+  readonly #started = performance.now();
+  readonly #multiple: number;
+  /** Estimated time of ffmpeg-default's encode of the whole video. */
+  defaultSeconds = Infinity;
+
+  constructor(multiple = DEFAULT_TIME_BUDGET) {
+    this.#multiple = multiple;
+  }
+
+  get spent(): number {
+    return (performance.now() - this.#started) / 1000;
+  }
+
+  get limit(): number {
+    return this.#multiple * PLANNING_SHARE * this.defaultSeconds;
+  }
+
+  /** Whether `seconds` more work still ends within the budget. */
+  allows(seconds: number): boolean {
+    return this.spent + seconds <= this.limit;
+  }
+}
+
+/** What one search settled on. */
+interface Choice {
+  lane: Lane;
+  crf: number;
+  /** Predicted size of the whole encode, in bytes. */
+  bytes: number;
+  score: number;
+  /** The probe that is already this encode (whole-clip samples), if one is. */
+  probe?: Probe;
+}
+
+/** What the lanes of one job share. */
+interface LaneJob {
+  search: Search;
+  budget: Budget;
+  samples: Samples;
+  duration: number;
+  inputBytes: number;
+  /** The anchor: x264 at ffmpeg's default settings, which meets the target by definition. */
+  anchor: Choice;
+}
+
+/** Media seconds a lane's probe or final encode takes, from a probe's speed (samples: exact). */
+function costOf(job: LaneJob, speed: number, probes: number): number {
+  const final = job.samples.whole ? 0 : job.duration;
+  return (probes * job.samples.seconds + final) / speed;
+}
+
+/**
+ * The slowest preset of `encoder` whose probes and whole-video encode fit the budget, judged by the
+ * anchor's speed (x264 medium on the same samples) and the encoder's measured relative speed.
+ * Undefined when not even the fastest fits: the anchor is then the answer.
+ */
+function planPreset(encoder: Encoder, job: LaneJob, anchorSpeed: number): string | undefined {
+  const fastest = anchorSpeed * encoder.relativeSpeed;
+  for (const { preset, slowdown } of [...encoder.presets].reverse()) {
+    if (job.budget.allows(costOf(job, fastest / slowdown, EXPECTED_PROBES))) return preset;
+  }
+  return job.budget.allows(costOf(job, fastest, 1)) ? encoder.presets[0]!.preset : undefined;
+}
+
+/**
+ * Probes one lane towards `target` within the budget and settles on a CRF. Undefined when the lane
+ * cannot win: out of time before a probe passed, or a probe below the target already as big as
+ * the anchor's encode or bigger than the input (a passing one would only be bigger).
+ */
+async function searchLane(lane: Lane, target: number, job: LaneJob): Promise<Choice | undefined> {
+  const { search } = job;
+  const at = (p: Probe) => search.metric.linear(p.score);
+  const whole = (p: Probe) => (p.bytes / job.samples.seconds) * job.duration;
+  const ceiling = Math.min(job.anchor.bytes, job.inputBytes * HOPELESS_RATIO);
+  let crf: number | undefined = lane.encoder.startCrf;
+  for (let i = 0; i < MAX_PROBES && crf !== undefined; i++) {
+    const probe = await search.probe(lane, crf);
+    if (at(probe) < target && whole(probe) >= ceiling) return undefined;
+    crf = search.nextCrf(lane, target);
+    if (!job.budget.allows(costOf(job, probe.speed, 1))) break;
+  }
+  if (!search.mine(lane).some((p) => at(p) >= target)) return undefined;
+  return settle(search, lane, target, whole, job.samples.whole);
+}
+
+/**
+ * The lane's CRF from its probes: the passing probe nearest the target, or a CRF interpolated
+ * between it and a failing probe a few steps above (whole-clip probes are the result itself, so
+ * there the passing probe is taken as it is).
+ */
+function settle(
+  search: Search,
+  lane: Lane,
+  target: number,
+  whole: (p: Probe) => number,
+  reuse: boolean,
+): Choice {
+  // reuse: whole-clip probes with the result's picture tags are the result's video already.
+  const at = (p: Probe) => search.metric.linear(p.score);
+  const mine = search.mine(lane);
+  const pass = mine.filter((p) => at(p) >= target).at(-1)!;
+  const fail = mine.find((p) => at(p) < target && p.crf > pass.crf);
+  const choice: Choice = { lane, crf: pass.crf, bytes: whole(pass), score: pass.score };
+  if (reuse && pass.path) return { ...choice, probe: pass };
+  if (fail && fail.crf - pass.crf <= INTERPOLATE_SPAN) {
+    choice.crf = Math.max(pass.crf, search.predictCrf(lane, target));
+    const t = (choice.crf - pass.crf) / (fail.crf - pass.crf);
+    choice.bytes = whole(pass) * (whole(fail) / whole(pass)) ** t;
+  }
+  return choice;
+}
+
+/** The searched encoders' choices, the anchor among them where H.264 is a candidate. */
+async function searchAll(
+  encoders: readonly Encoder[],
+  job: LaneJob,
+  targetOf: (codec: Codec) => number,
+  anchorSpeed: number,
+): Promise<Choice[]> {
+  const choices: Choice[] = [];
+  for (const encoder of encoders) {
+    if (encoder.codec === "h264") {
+      choices.push(job.anchor);
+      continue;
+    }
+    const preset = planPreset(encoder, job, anchorSpeed);
+    if (preset === undefined) continue;
+    const choice = await searchLane({ encoder, preset }, targetOf(encoder.codec), job);
+    if (choice) choices.push(choice);
+  }
+  return choices;
+}
+
 async function compressVideo(request: CompressRequest, ctx: JobContext): Promise<JobOutput> {
   const video = requireVideo(ctx.info, "compress");
-  const started = performance.now();
+  const budget = new Budget(ctx.tools.compressBudget);
   const inputBytes = (await Deno.stat(ctx.input)).size;
   let container = containerFor(ctx.inputExtension, request.format);
   let encoders = await candidates(ctx, request, container);
@@ -454,55 +330,115 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     container = OUTPUT_FORMATS.get("mkv")!;
     encoders = await candidates(ctx, request, container);
   }
-  const budget = (encoders.length + 1) * MAX_PROBES;
-  const anchor = QUALITY_TARGETS[request.quality];
+  const metric = searchMetric(ctx.tools);
+  const stats: Record<string, unknown> = {
+    quality: request.quality,
+    metric: metric.name,
+    metric_model: metric.model,
+    libvmaf: metric.name === "vmaf",
+  };
   const h264 = ENCODERS.find((e) => e.codec === "h264")!;
-  let samples: Samples, search: Search, reference: Probe;
+  const anchorLane = { encoder: h264, preset: h264.presets[0]!.preset };
+  let samples: Samples, search: Search, anchor: Probe;
   try {
     samples = await extractSamples(ctx);
-    search = new Search(ctx, samples, () => {
-      ctx.onProgress(0.05 + 0.25 * Math.min(1, search.probes.length / budget));
+    const reusable = samples.whole && probeReusable(video, container);
+    search = new Search(ctx, samples, {
+      metric,
+      onProbe: () => {
+        ctx.onProgress(0.05 + 0.25 * Math.min(1, search.probes.length / (1 + 2 * encoders.length)));
+      },
+      ...(reusable ? { extraArgs: (e: Encoder) => pictureArgs(video, e.encoder) } : {}),
     });
-    reference = await search.probe(h264, anchor.anchorCrf);
+    anchor = await search.probe(anchorLane, QUALITY_ANCHORS[request.quality]);
   } catch (err) {
     // ffprobe read the file, but a full decode failed: the upload is still the best answer.
     if (!(err instanceof FfmpegError)) throw err;
-    return await keepInput(
-      ctx,
-      request,
-      { quality: request.quality },
-      "the video could not be decoded whole",
-    );
+    return await keepInput(ctx, request, stats, "the video could not be decoded whole");
   }
-  const target = Math.min(0.999, reference.ssim + anchor.offset);
-  const chosen = await searchEncoders(search, encoders, target, reference);
-  const stats: Record<string, unknown> = {
-    quality: request.quality,
-    // The search scores SSIM; a VMAF search for ffmpegs with libvmaf is not built yet (issue 11).
-    metric: "ssim",
-    metric_model: "ffmpeg ssim (All), frames aligned on one time grid",
-    libvmaf: await hasLibvmaf(ctx.tools.ffmpeg),
-    target_ssim: round(target),
-    probe_count: search.probes.length,
-    probes: search.probes.map((p) => ({ ...p, ssim: round(p.ssim), speed: round(p.speed, 2) })),
+  budget.defaultSeconds = ctx.info.duration / anchor.speed;
+  const job: LaneJob = {
+    search,
+    budget,
+    samples,
+    duration: ctx.info.duration,
+    inputBytes,
+    anchor: {
+      lane: anchorLane,
+      crf: anchor.crf,
+      bytes: (anchor.bytes / samples.seconds) * ctx.info.duration,
+      score: anchor.score,
+      ...(anchor.path ? { probe: anchor } : {}),
+    },
   };
-  const pick = choose(chosen, target);
-  if (!pick) return await keepInput(ctx, request, stats, "no encoder could take this input");
-  Object.assign(stats, { codec: pick.codec, crf: pick.crf, ssim: round(pick.ssim) });
-
-  const predicted = (pick.bytes / samples.seconds) * ctx.info.duration;
-  if (predicted >= inputBytes * HOPELESS_RATIO) {
-    return await keepInput(ctx, request, stats, "no encode beats the input");
+  const targetOf = (codec: Codec) =>
+    metric.linear(anchor.score) + METRIC_OFFSETS[metric.name][codec];
+  const choices = await searchAll(encoders, job, targetOf, anchor.speed);
+  Object.assign(stats, {
+    strategy: samples.whole ? "whole-clip" : "sampled",
+    anchor_score: round(anchor.score),
+    probe_count: search.probes.length,
+    probes: search.probes.map(({ path: _, ...p }) => ({
+      ...p,
+      score: round(p.score),
+      speed: round(p.speed, 2),
+    })),
+    default_seconds_estimate: round(budget.defaultSeconds, 2),
+  });
+  const pick = choices.reduce<Choice | undefined>(
+    (a, b) => (!a || b.bytes < a.bytes ? b : a),
+    undefined,
+  );
+  if (!pick) {
+    // Only a codec override that cannot reach the target within the budget gets here.
+    return await keepInput(ctx, request, stats, "no encode at this quality beats the input");
   }
+  if (pick.bytes >= inputBytes * (samples.whole ? 1 : KEEP_RATIO)) {
+    return await keepInput(ctx, request, stats, "no encode at this quality beats the input");
+  }
+  Object.assign(stats, {
+    codec: pick.lane.encoder.codec,
+    crf: pick.crf,
+    preset: pick.lane.preset,
+    target_score: round(metric.fromLinear(targetOf(pick.lane.encoder.codec))),
+    score: round(pick.score),
+    search_seconds: round(budget.spent, 2),
+  });
+  return await encodeWhole(request, ctx, { video, container, pick, inputBytes, budget, stats });
+}
 
-  const encoder = ENCODERS.find((e) => e.codec === pick.codec)!;
-  const searchSeconds = (performance.now() - started) / 1000;
-  const preset = finalPreset(encoder, pick, ctx.info.duration, searchSeconds);
-  Object.assign(stats, { preset, search_seconds: round(searchSeconds, 2) });
+/**
+ * Whether a whole-clip probe can be the result's video as it is: the samples are 8-bit 4:2:0 and
+ * unrotated, and a container with fixed frame rates would need the final encode's rate change.
+ */
+function probeReusable(video: StreamInfo, container: OutputFormat): boolean {
+  return (video.bitDepth ?? 8) <= 8 && !video.rotation && !video.hdr && !container.frameRates;
+}
+
+/** The final encode of the whole video at the chosen setting, every other stream mapped. */
+async function encodeWhole(
+  request: CompressRequest,
+  ctx: JobContext,
+  job: {
+    video: StreamInfo;
+    container: OutputFormat;
+    pick: Choice;
+    inputBytes: number;
+    budget: Budget;
+    stats: Record<string, unknown>;
+  },
+): Promise<JobOutput> {
+  const { video, container, pick, stats } = job;
+  const encoder = pick.lane.encoder;
   const output = ctx.files.path(`out.${container.format}`);
+  // A whole-clip probe at the chosen setting is this encode already: its video is copied.
+  const reused = pick.probe?.path;
+  stats.reused_probe = reused !== undefined;
   const mapping = mapStreams(ctx.info, {
     format: container,
-    mainVideo: { codecArgs: encoder.args(pick.crf, preset), filter: EVEN_SIDES },
+    mainVideo: reused
+      ? { codecArgs: "copy", from: "1:0" }
+      : { codecArgs: encoder.args(pick.crf, pick.lane.preset), filter: EVEN_SIDES },
     audio: compressAudioRule(container),
     copyAudio: efficientAudio,
     stripMetadata: request.stripMetadata,
@@ -510,8 +446,9 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
   if (mapping.dropped.length > 0) stats.dropped = mapping.dropped;
   // deno-fmt-ignore
   await runFfmpeg([
-    ...inputArgs(ctx.input, ctx.demuxer), ...mapping.args,
-    ...pictureArgs(video, encoder.encoder), ...rateArgs(video, container), ...container.muxerArgs,
+    ...inputArgs(ctx.input, ctx.demuxer), ...(reused ? inputArgs(reused) : []), ...mapping.args,
+    ...(reused ? [] : [...pictureArgs(video, encoder.encoder), ...rateArgs(video, container)]),
+    ...container.muxerArgs,
     "-fs", String(ctx.maxOutputBytes), "-f", container.muxer, output,
   ], {
     ffmpeg: ctx.tools.ffmpeg,
@@ -520,32 +457,13 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     onProgress: (f) => ctx.onProgress(0.3 + 0.7 * f),
   });
   const outputBytes = (await Deno.stat(output)).size;
-  stats.seconds = round((performance.now() - started) / 1000, 2);
-  if (outputBytes >= inputBytes) {
+  stats.seconds = round(job.budget.spent, 2);
+  if (outputBytes >= job.inputBytes) {
     await Deno.remove(output);
     return await keepInput(ctx, request, stats, "the encode came out larger than the input");
   }
-  stats.size_ratio = round(outputBytes / inputBytes);
+  stats.size_ratio = round(outputBytes / job.inputBytes);
   return { path: output, format: container.format, stats: { ...stats, kept_input: false } };
-}
-
-/**
- * The encoder's slower final preset when the whole job still keeps up with realtime with it
- * (judged by the probe's measured speed), else the probe's own preset.
- */
-function finalPreset(encoder: Encoder, pick: Probe, duration: number, spent: number): string {
-  const { probe, final, slowdown } = encoder.presets;
-  const finalSeconds = (duration * slowdown) / Math.max(pick.speed, 0.001);
-  return spent + finalSeconds <= (duration / MIN_SPEED) * FINAL_MARGIN ? final : probe;
-}
-
-/** Smallest passing candidate that keeps up with realtime; else the fastest passing one. */
-export function choose(probes: Probe[], target: number): Probe | undefined {
-  const passing = probes.filter((p) => p.ssim >= target);
-  const pool = passing.length > 0 ? passing : probes;
-  const fast = pool.filter((p) => p.speed >= MIN_SPEED);
-  if (fast.length > 0) return fast.reduce((a, b) => (b.bytes < a.bytes ? b : a));
-  return pool.reduce<Probe | undefined>((a, b) => (!a || b.speed > a.speed ? b : a), undefined);
 }
 
 function round(value: number, digits = 4): number {

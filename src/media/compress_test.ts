@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { samplePlan, ssimDb } from "./compress.ts";
+import { samplePlan } from "./compress_search.ts";
+import { ssimDb } from "./metric.ts";
 
 Deno.test("samplePlan: short videos whole, then a fifth of them, capped at 8 s", () => {
   assert.deepEqual(samplePlan(1.5), { starts: [0], length: 1.5 });

@@ -2,14 +2,25 @@
 export interface Tools {
   ffmpeg: string;
   ffprobe: string;
+  /**
+   * An ffmpeg with libvmaf that only scores (never encodes or reads an upload): the compress
+   * search targets VMAF with it. Absent: the search falls back to SSIM (see `metric.ts`).
+   */
+  vmaf?: string;
+  /**
+   * Time a compress job aims for, as a multiple of ffmpeg's default encode of the same video
+   * (`--compress-budget`; default 1.5). More lets SVT-AV1 run slower presets: smaller files.
+   */
+  compressBudget?: number;
 }
 
 /** Thrown when ffmpeg or ffprobe cannot be started at all. */
 export class ToolMissingError extends Error {
-  constructor(tool: string) {
+  constructor(tool: string, why?: string) {
     super(
-      `Cannot run ${tool}: install ffmpeg (Debian/Ubuntu: apt-get install -y ffmpeg; ` +
-        `macOS: brew install ffmpeg) or pass --ffmpeg PATH / set MMP_FFMPEG`,
+      why ??
+        `Cannot run ${tool}: install ffmpeg (Debian/Ubuntu: apt-get install -y ffmpeg; ` +
+          `macOS: brew install ffmpeg) or pass --ffmpeg PATH / set MMP_FFMPEG`,
     );
     this.name = "ToolMissingError";
   }
@@ -31,14 +42,47 @@ export class FfmpegError extends Error {
  * The tools to use: `ffmpeg` from the option, else env `MMP_FFMPEG`, else PATH; ffprobe beside it.
  * Checks that both start, so a missing install is reported once, clearly, at startup.
  */
-export async function findTools(ffmpeg?: string): Promise<Tools> {
+export async function findTools(ffmpeg?: string, vmafFfmpeg?: string): Promise<Tools> {
   const path = ffmpeg ?? Deno.env.get("MMP_FFMPEG") ?? "ffmpeg";
   const slash = path.lastIndexOf("/");
   const ffprobe = Deno.env.get("MMP_FFPROBE") ??
     (slash >= 0 ? `${path.slice(0, slash + 1)}ffprobe` : "ffprobe");
-  const tools = { ffmpeg: path, ffprobe };
+  const tools: Tools = { ffmpeg: path, ffprobe };
   await Promise.all([checkRuns(tools.ffmpeg), checkRuns(tools.ffprobe)]);
+  const vmaf = await findVmafScorer(path, vmafFfmpeg);
+  if (vmaf) tools.vmaf = vmaf;
   return tools;
+}
+
+/**
+ * The ffmpeg that scores VMAF: the one asked for (which must have libvmaf), else the main ffmpeg
+ * when it has libvmaf itself, else none.
+ */
+async function findVmafScorer(ffmpeg: string, asked?: string): Promise<string | undefined> {
+  if (asked !== undefined) {
+    if (await hasLibvmaf(asked)) return asked;
+    throw new ToolMissingError(
+      asked,
+      `${asked} cannot score VMAF: it has no libvmaf filter (or does not run); pass an ffmpeg ` +
+        "built with libvmaf to --vmaf-ffmpeg, or leave it out to search on SSIM",
+    );
+  }
+  return await hasLibvmaf(ffmpeg) ? ffmpeg : undefined;
+}
+
+const detectedVmaf = new Map<string, Promise<boolean>>();
+
+/** Whether `ffmpeg` has the libvmaf filter (asked once per path). */
+export function hasLibvmaf(ffmpeg: string): Promise<boolean> {
+  let found = detectedVmaf.get(ffmpeg);
+  if (!found) {
+    found = runForOutput(ffmpeg, ["-hide_banner", "-filters"]).then(
+      (text) => /^\s*\S+\s+libvmaf\s/m.test(text),
+      () => false,
+    );
+    detectedVmaf.set(ffmpeg, found);
+  }
+  return found;
 }
 
 async function checkRuns(tool: string): Promise<void> {

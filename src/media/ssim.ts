@@ -9,6 +9,24 @@ export interface SsimOptions {
   width: number;
   height: number;
   signal?: AbortSignal;
+  /**
+   * How ffmpeg opens the reference, when it needs more than a path (an upload with its demuxer
+   * and format allow-list); default `-i file:REFERENCE`.
+   */
+  referenceArgs?: string[];
+}
+
+/** The input options of both videos: frames get timestamps where the container has none. */
+export function scoredInputs(distorted: string, reference: string, options: SsimOptions) {
+  const plain = (path: string) => ["-protocol_whitelist", "file", "-i", `file:${path}`];
+  return [
+    "-fflags",
+    "+genpts",
+    ...plain(distorted),
+    "-fflags",
+    "+genpts",
+    ...(options.referenceArgs ?? plain(reference)),
+  ];
 }
 
 /**
@@ -35,9 +53,6 @@ export async function measureSsim(
   reference: string,
   options: SsimOptions,
 ): Promise<number> {
-  const input = (
-    path: string,
-  ) => ["-fflags", "+genpts", "-protocol_whitelist", "file", "-i", `file:${path}`];
   const { success, code, stderr } = await toolCommand(options.ffmpeg, {
     args: [
       "-hide_banner",
@@ -45,8 +60,7 @@ export async function measureSsim(
       "-nostats",
       "-loglevel",
       "info",
-      ...input(distorted),
-      ...input(reference),
+      ...scoredInputs(distorted, reference, options),
       "-lavfi",
       alignmentGraph(options),
       "-f",

@@ -22,6 +22,11 @@ export interface MainVideo {
   codecArgs: readonly string[] | "copy";
   /** The filter chain for the main video. */
   filter?: string;
+  /**
+   * The stream to take instead of the input's main video (`1:0`: an encode of it given as a
+   * second input); with `codecArgs: "copy"`.
+   */
+  from?: string;
 }
 
 /** Options of {@linkcode mapStreams}. */
@@ -117,7 +122,11 @@ function mapMainVideo(mapping: Mapping, stream: StreamInfo, options: MapStreamsO
     drop(mapping, stream, `${options.format.format} is a sound-only format`);
     return;
   }
-  const k = add(mapping, stream, "v");
+  let k: number;
+  if (video.from) {
+    mapping.args.push("-map", video.from);
+    k = mapping.counts.v++;
+  } else k = add(mapping, stream, "v");
   if (video.codecArgs === "copy") mapping.args.push(`-c:v:${k}`, "copy");
   else {
     // Options without a stream specifier reach every encoder; -c and the filter are this stream's.

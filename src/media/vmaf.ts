@@ -5,8 +5,8 @@
  * @module
  */
 import { join } from "node:path";
-import { FfmpegError, runForOutput, toolCommand } from "./ffmpeg.ts";
-import { alignmentGraph, type SsimOptions } from "./ssim.ts";
+import { FfmpegError, hasLibvmaf, toolCommand } from "./ffmpeg.ts";
+import { alignmentGraph, scoredInputs, type SsimOptions } from "./ssim.ts";
 
 /** The VMAF models scored: the standard one and the "no enhancement gain" one. */
 export const VMAF_MODELS = { vmaf: "vmaf_v0.6.1", vmafNeg: "vmaf_v0.6.1neg" } as const;
@@ -17,25 +17,18 @@ export interface VmafScores {
   vmafNeg: number;
 }
 
-const detected = new Map<string, Promise<boolean>>();
-
-/** Whether `ffmpeg` has the libvmaf filter (asked once per path). */
-export function hasLibvmaf(ffmpeg: string): Promise<boolean> {
-  let found = detected.get(ffmpeg);
-  if (!found) {
-    found = runForOutput(ffmpeg, ["-hide_banner", "-filters"]).then(
-      (text) => /^\s*\S+\s+libvmaf\s/m.test(text),
-      () => false,
-    );
-    detected.set(ffmpeg, found);
-  }
-  return found;
-}
+export { hasLibvmaf };
 
 /** Options of {@linkcode measureVmaf}. */
 export interface VmafOptions extends SsimOptions {
   /** A directory for the score log (libvmaf writes its pooled scores to a file). */
-  scratchDir: string;
+  scratchDir?: string;
+  /** The score log's path instead of a random name in `scratchDir`. */
+  logPath?: string;
+  /** Score every n-th frame only (libvmaf's n_subsample), for a search that must be quick. */
+  subsample?: number;
+  /** Only the standard model, not VMAF NEG (NEG is then reported as NaN). */
+  standardOnly?: boolean;
 }
 
 /**
@@ -47,16 +40,17 @@ export async function measureVmaf(
   reference: string,
   options: VmafOptions,
 ): Promise<VmafScores> {
-  const log = join(options.scratchDir, `vmaf-${crypto.randomUUID()}.json`);
+  const log = options.logPath ??
+    join(options.scratchDir ?? Deno.cwd(), `vmaf-${crypto.randomUUID()}.json`);
   // Option values inside a filter graph: "\\:" keeps the model's own ":" in the model string.
   const models = Object.entries(VMAF_MODELS)
+    .filter(([name]) => !options.standardOnly || name === "vmaf")
     .map(([name, version]) => `version=${version}\\\\:name=${name}`).join("|");
-  const metric = `libvmaf=model=${models}:log_fmt=json:log_path=${log}:n_threads=2`;
-  const input = (path: string) => ["-fflags", "+genpts", "-i", `file:${path}`];
+  const metric = `libvmaf=model=${models}:log_fmt=json:log_path=${log}:n_threads=2` +
+    `:n_subsample=${Math.max(1, Math.round(options.subsample ?? 1))}`;
   const { success, code, stderr } = await toolCommand(options.ffmpeg, {
     // deno-fmt-ignore
-    args: ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", ...input(distorted),
-      ...input(reference), "-lavfi", alignmentGraph(options, metric), "-f", "null", "-"],
+    args: ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", ...scoredInputs(distorted, reference, options), "-lavfi", alignmentGraph(options, metric), "-f", "null", "-"],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -67,7 +61,7 @@ export async function measureVmaf(
       throw new FfmpegError("ffmpeg vmaf", code, new TextDecoder().decode(stderr).slice(-4096));
     }
     const pooled = JSON.parse(await Deno.readTextFile(log)).pooled_metrics;
-    return { vmaf: pooled.vmaf.mean, vmafNeg: pooled.vmafNeg.mean };
+    return { vmaf: pooled.vmaf.mean, vmafNeg: pooled.vmafNeg?.mean ?? NaN };
   } finally {
     await Deno.remove(log).catch(() => {});
   }

@@ -1,23 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { hasLibvmaf, measureVmaf } from "./vmaf.ts";
-
-/** The static ffmpeg with libvmaf from ../shared/tools, where a venv has it installed. */
-function vmafFfmpeg(): string | undefined {
-  const fromEnv = Deno.env.get("MMP_VMAF_FFMPEG");
-  if (fromEnv) return fromEnv;
-  try {
-    const { stdout, success } = new Deno.Command("python3", {
-      args: ["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).outputSync();
-    return success ? new TextDecoder().decode(stdout).trim() : undefined;
-  } catch {
-    return undefined;
-  }
-}
+import { vmafFfmpeg } from "../../tests/_helpers.ts";
 
 Deno.test("libvmaf is detected where it exists and not in Debian's ffmpeg", async (t) => {
   assert.equal(await hasLibvmaf("ffmpeg"), false);

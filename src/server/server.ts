@@ -67,6 +67,13 @@ export interface ServeOptions {
   limits?: Partial<MediaLimits>;
   /** The ffmpeg executable (ffprobe is looked up beside it). Default env `MMP_FFMPEG`, then PATH. */
   ffmpeg?: string;
+  /**
+   * An ffmpeg with libvmaf that only scores: compress then searches on VMAF. Default: the main
+   * ffmpeg when it has libvmaf, else none (the search uses SSIM).
+   */
+  vmafFfmpeg?: string;
+  /** Compress's time budget, a multiple of ffmpeg's default encode time (default 1.5). */
+  compressBudget?: number;
   /** Where log lines go. Default stderr. */
   log?: (line: string) => void;
 }
@@ -152,7 +159,8 @@ export function defaultStorageDir(): string {
  * ```
  */
 export async function serve(options: ServeOptions = {}): Promise<MmpServer> {
-  const tools = await findTools(options.ffmpeg);
+  const tools = await findTools(options.ffmpeg, options.vmafFfmpeg);
+  if (options.compressBudget !== undefined) tools.compressBudget = options.compressBudget;
   const storage = await Storage.open({
     dir: options.storageDir ?? defaultStorageDir(),
     maxBytes: options.maxStorage ?? 4e12,

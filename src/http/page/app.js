@@ -920,8 +920,12 @@ function statEntries(op, stats) {
   if (typeof stats.codec === "string") add("Codec", CODEC_NAMES[stats.codec] ?? stats.codec);
   if (typeof stats.quality === "string") add("Quality", stats.quality);
   if (Number.isFinite(stats.crf)) add("CRF", stats.crf);
-  if (Number.isFinite(stats.ssim)) add("SSIM (1 = same)", stats.ssim.toFixed(3));
-  if (Number.isFinite(stats.vmaf)) add("VMAF", `${stats.vmaf.toFixed(1)} of 100`);
+  if (Number.isFinite(stats.score) && stats.metric === "ssim") {
+    add("SSIM (1 = same)", stats.score.toFixed(3));
+  }
+  if (Number.isFinite(stats.score) && stats.metric === "vmaf") {
+    add("VMAF", `${stats.score.toFixed(1)} of 100`);
+  }
   if (typeof stats.metric === "string") add("Measured with", stats.metric.toUpperCase());
   if (Number.isFinite(stats.size_ratio)) add("Size ratio", stats.size_ratio.toFixed(2));
   if (stats.kept_input === true) {

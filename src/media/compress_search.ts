@@ -1,0 +1,289 @@
+/**
+ * The compress engine's measurements: lossless samples of the video, probe encodes of them scored
+ * with the search's metric, and the CRF search over them.
+ *
+ * @module
+ */
+import { runFfmpeg, runForOutput } from "./ffmpeg.ts";
+import type { Encoder } from "./encoders.ts";
+
+/** An encoder at one preset: the search's probes of a lane are comparable with each other. */
+export interface Lane {
+  encoder: Encoder;
+  preset: string;
+}
+import type { Metric } from "./metric.ts";
+import { inputArgs, type JobContext } from "./operation.ts";
+import { type MediaInfo, probe } from "./probe.ts";
+import { EVEN_SIDES } from "./video.ts";
+
+/**
+ * Sampling: the probes see a fifth of the video (1…8 s, in up to 4 pieces of 2 s where it is long
+ * enough, spread across it), so the search is a fixed share of short videos and a fixed cost for
+ * long ones. Pieces shorter than 2 s would over-weight the keyframe each one starts with. Videos of
+ * 2 s or less are probed whole.
+ */
+const SAMPLE_SHARE = 0.2;
+const MIN_SAMPLE_SECONDS = 1;
+const MAX_SAMPLE_SECONDS = 8;
+const MAX_PIECES = 4;
+const MIN_PIECE_SECONDS = 2;
+/** Largest single CRF step while the target is not yet bracketed. */
+const MAX_STEP = 12;
+
+/** One probe encode of the samples. */
+export interface Probe {
+  codec: Encoder["codec"];
+  crf: number;
+  preset: string;
+  /** The search metric's score. */
+  score: number;
+  /** Size of the encoded samples, keyframes weighted as in a full encode. */
+  bytes: number;
+  /** Media seconds encoded per wall-clock second. */
+  speed: number;
+  /** The encode itself, kept when it may be the result (see `Search`'s `extraArgs`). */
+  path?: string;
+}
+
+/** The lossless sample file, its media seconds, and ffprobe's view of it. */
+export interface Samples {
+  path: string;
+  seconds: number;
+  info: MediaInfo;
+  /** How many pieces were joined: each starts with a keyframe the encoder had to place. */
+  pieces: number;
+  /** Keyframes a full encode places in as much video as the samples hold. */
+  keyframes: number;
+  /** Whether the samples are the whole video, from its start. */
+  whole: boolean;
+}
+
+/** Keyframe interval of the candidates (SVT-AV1 `-g 240`; x264 uses 250), in frames. */
+const GOP_FRAMES = 240;
+
+/** Where the sample pieces start and how long each is, in seconds. */
+export function samplePlan(duration: number): { starts: number[]; length: number } {
+  const total = Math.min(MAX_SAMPLE_SECONDS, Math.max(MIN_SAMPLE_SECONDS, duration * SAMPLE_SHARE));
+  if (total * 2 >= duration) return { starts: [0], length: Math.max(duration, 0.04) };
+  const pieces = Math.max(1, Math.min(MAX_PIECES, Math.floor(total / MIN_PIECE_SECONDS)));
+  const length = total / pieces;
+  const starts = Array.from(
+    { length: pieces },
+    (_, i) => ((i + 0.5) / pieces) * duration - length / 2,
+  );
+  return { starts, length };
+}
+
+/**
+ * Samples are stored uncompressed when that takes at most this much disk (720p: 8 s at 30 fps),
+ * else as lossless H.264: every probe encode and every score decodes them, and decoding lossless
+ * H.264 cost as much as the SSIM itself (measured: 0.5 s against 0.16 s for 2 s of 720p).
+ */
+const RAW_SAMPLE_BYTES = 512 * 1024 * 1024;
+
+function sampleCodec(info: MediaInfo, seconds: number): string[] {
+  const video = info.video!;
+  const rawBytes = (video.width ?? 0) * (video.height ?? 0) * 1.5 * (video.frameRate ?? 60) *
+    seconds;
+  return rawBytes <= RAW_SAMPLE_BYTES
+    ? ["-c:v", "rawvideo"]
+    : ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"];
+}
+
+/** Cuts the samples into one lossless file, so every probe is scored against the same frames. */
+export async function extractSamples(ctx: JobContext): Promise<Samples> {
+  const { starts, length } = samplePlan(ctx.info.duration);
+  // A whole video is read without seeking: ffmpeg 5.1 writes a broken file after `-ss 0` on FLV.
+  const inputs = starts.length === 1 && starts[0] === 0
+    ? inputArgs(ctx.input, ctx.demuxer)
+    : starts.flatMap((start) => [
+      "-ss",
+      start.toFixed(3),
+      "-t",
+      length.toFixed(3),
+      ...inputArgs(ctx.input, ctx.demuxer),
+    ]);
+  const video = ctx.info.video!.index;
+  const streams = starts.map((_, i) => `[${i}:${video}]`).join("");
+  const path = ctx.files.path("samples.mkv");
+  await runFfmpeg([
+    ...inputs,
+    "-filter_complex",
+    `${streams}concat=n=${starts.length}:v=1:a=0,${EVEN_SIDES},format=yuv420p[v]`,
+    "-map",
+    "[v]",
+    ...sampleCodec(ctx.info, starts.length * length),
+    "-fps_mode",
+    "passthrough",
+    path,
+  ], { ffmpeg: ctx.tools.ffmpeg, signal: ctx.signal });
+  const info = await probe(path, { ffprobe: ctx.tools.ffprobe, signal: ctx.signal });
+  const seconds = starts.length * length;
+  const duration = Math.max(ctx.info.duration, seconds);
+  const fullEncodeKeyframes = Math.max(1, (duration * (info.video?.frameRate ?? 25)) / GOP_FRAMES);
+  return {
+    path,
+    seconds,
+    info,
+    pieces: starts.length,
+    keyframes: (fullEncodeKeyframes * seconds) / duration,
+    whole: starts.length === 1 && starts[0] === 0,
+  };
+}
+
+/** Encodes the samples at CRFs and finds the one that meets a target. */
+export class Search {
+  readonly probes: Probe[] = [];
+  readonly metric: Metric;
+  #ctx: JobContext;
+  #samples: Samples;
+  #onProbe: () => void;
+  /**
+   * Options every probe of an encoder adds: the result's picture tags, given when the samples are
+   * the whole video and a probe may be the result itself (its file is then kept).
+   */
+  #extraArgs?: (encoder: Encoder) => string[];
+
+  constructor(
+    ctx: JobContext,
+    samples: Samples,
+    options: {
+      metric: Metric;
+      onProbe: () => void;
+      extraArgs?: (encoder: Encoder) => string[];
+    },
+  ) {
+    this.#ctx = ctx;
+    this.#samples = samples;
+    this.metric = options.metric;
+    this.#onProbe = options.onProbe;
+    if (options.extraArgs) this.#extraArgs = options.extraArgs;
+  }
+
+  /** Encodes the samples at `crf` and scores them. */
+  async probe({ encoder, preset }: Lane, crf: number): Promise<Probe> {
+    const known = this.probes.find((p) =>
+      p.codec === encoder.codec && p.crf === crf && p.preset === preset
+    );
+    if (known) return known;
+    const path = this.#ctx.files.path(`probe-${encoder.codec}-${crf}-${preset}.mkv`);
+    const started = performance.now();
+    // deno-fmt-ignore
+    await runFfmpeg([
+      ...inputArgs(this.#samples.path), ...encoder.args(crf, preset), "-pix_fmt", "yuv420p",
+      ...(this.#extraArgs?.(encoder) ?? []), "-fps_mode", "passthrough", "-an", path,
+    ], { ffmpeg: this.#ctx.tools.ffmpeg, signal: this.#ctx.signal });
+    const seconds = (performance.now() - started) / 1000;
+    const score = await this.metric.score(path, this.#samples.path, this.#scoreOptions());
+    const bytes = await this.#sizeAsInFullEncode(path);
+    if (!this.#extraArgs) await Deno.remove(path);
+    const speed = this.#samples.seconds / Math.max(seconds, 0.001);
+    const result: Probe = { codec: encoder.codec, crf, preset, score, bytes, speed };
+    if (this.#extraArgs) result.path = path;
+    this.probes.push(result);
+    this.#onProbe();
+    return result;
+  }
+
+  #scoreOptions() {
+    const video = this.#samples.info.video!;
+    const frameRate = video.frameRate ?? 25;
+    return {
+      frameRate,
+      width: video.width!,
+      height: video.height!,
+      frames: this.#samples.seconds * frameRate,
+      logPath: this.#ctx.files.path(`vmaf-${this.probes.length}.json`),
+      signal: this.#ctx.signal,
+    };
+  }
+
+  /**
+   * The probe's size with its keyframes counted as a full encode would have them: each sample piece
+   * starts with a forced keyframe, which in 2 s pieces would weigh several times more than in the
+   * video, and more for some encoders than for others. Other keyframes (scene cuts) count in full.
+   */
+  async #sizeAsInFullEncode(path: string): Promise<number> {
+    // deno-fmt-ignore
+    const packets = await runForOutput(this.#ctx.tools.ffprobe, [
+      "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags", "-of", "csv=p=0",
+      ...inputArgs(path),
+    ], this.#ctx.signal);
+    let key = 0, keys = 0, other = 0;
+    for (const line of packets.split("\n")) {
+      const [size, flags] = line.split(",");
+      if (!size) continue;
+      if (flags?.startsWith("K")) {
+        key += Number(size);
+        keys++;
+      } else other += Number(size);
+    }
+    if (keys === 0) return other;
+    const sceneCuts = Math.max(0, keys - this.#samples.pieces);
+    return Math.round(other + (key / keys) * (sceneCuts + this.#samples.keyframes));
+  }
+
+  /** A lane's probes, by CRF. */
+  mine({ encoder, preset }: Lane): Probe[] {
+    return this.probes.filter((p) => p.codec === encoder.codec && p.preset === preset)
+      .sort((a, b) => a.crf - b.crf);
+  }
+
+  /** The highest-CRF probe reaching `target`, or the best quality tried. */
+  best(lane: Lane, target: number): Probe | undefined {
+    const mine = this.mine(lane);
+    const passing = mine.filter((p) => this.metric.linear(p.score) >= target);
+    return passing.at(-1) ?? mine[0];
+  }
+
+  /** Linear units lost per CRF step: measured from the two probes nearest the target. */
+  slope(lane: Lane, target: number): number {
+    const mine = this.mine(lane);
+    const fallback = this.metric.perCrf[lane.encoder.codec] ?? 0.5;
+    if (mine.length < 2) return fallback;
+    const at = (p: Probe) => this.metric.linear(p.score);
+    const [a, b] = [...mine].sort((x, y) => Math.abs(at(x) - target) - Math.abs(at(y) - target))
+      .slice(0, 2).sort((x, y) => x.crf - y.crf);
+    const slope = (at(a!) - at(b!)) / (b!.crf - a!.crf);
+    return slope > fallback / 20 ? slope : fallback;
+  }
+
+  /**
+   * The CRF expected to land on `target` (linear units): interpolated between the nearest passing
+   * and failing probes, else extrapolated from the one nearest the target.
+   */
+  predictCrf(lane: Lane, target: number): number {
+    const mine = this.mine(lane);
+    const { encoder } = lane;
+    const at = (p: Probe) => this.metric.linear(p.score);
+    const pass = mine.filter((p) => at(p) >= target).at(-1);
+    const fail = mine.find((p) => at(p) < target && (!pass || p.crf > pass.crf));
+    if (pass && fail) {
+      const t = (at(pass) - target) / Math.max(at(pass) - at(fail), 1e-6);
+      return Math.floor(pass.crf + t * (fail.crf - pass.crf));
+    }
+    const from = (pass ?? fail)!;
+    const step = (at(from) - target) / this.slope(lane, target);
+    const next = from.crf + Math.max(-MAX_STEP, Math.min(MAX_STEP, Math.floor(step)));
+    return Math.min(encoder.maxCrf, Math.max(encoder.minCrf, next));
+  }
+
+  /**
+   * The next CRF worth probing, or undefined when the search is done: a passing probe close enough
+   * to the target, or passing and failing probes one step apart.
+   */
+  nextCrf(lane: Lane, target: number): number | undefined {
+    const mine = this.mine(lane);
+    const at = (p: Probe) => this.metric.linear(p.score);
+    const pass = mine.filter((p) => at(p) >= target).at(-1);
+    const fail = mine.find((p) => at(p) < target && (!pass || p.crf > pass.crf));
+    if (pass && at(pass) - target < this.metric.closeEnough) return undefined;
+    if (pass && fail && fail.crf - pass.crf <= 1) return undefined;
+    let next = this.predictCrf(lane, target);
+    if (pass && next <= pass.crf) next = pass.crf + 1;
+    if (fail && next >= fail.crf) next = fail.crf - 1;
+    if (!pass && fail && next >= fail.crf) next = fail.crf - 1;
+    return mine.some((p) => p.crf === next) ? undefined : next;
+  }
+}
