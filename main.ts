@@ -118,8 +118,9 @@ const SERVE_HELP = `Usage: mmp serve [options]
   --ffmpeg PATH         ffmpeg to use, ffprobe beside it (default env MMP_FFMPEG, else PATH)
   --vmaf-ffmpeg PATH    an ffmpeg with libvmaf that compress scores its probes with (VMAF);
                         default: --ffmpeg if it has libvmaf, else compress scores SSIM
-  --compress-budget X   time a compress job aims for, as a multiple of ffmpeg's default encode
-                        of the video (default 1.5); 3 lets AV1 use slower presets: smaller files
+  --compress-budget X   time a compress job aims for, as a fixed multiple of ffmpeg's default
+                        encode of the video (default: keep up with the video's length, within
+                        1.5 to 4); more lets AV1 use slower presets: smaller files
   --drain-timeout SECS  on SIGTERM/SIGINT, let running jobs finish this long (default 600);
                         a second signal stops at once
 

@@ -49,18 +49,20 @@ export const METRIC_OFFSETS: Readonly<Record<MetricName, Readonly<Record<Codec, 
 };
 
 /**
- * By default the whole job aims to take at most this multiple of ffmpeg-default's own encode of the
- * video (`--compress-budget` changes it). On 2 cores that leaves SVT-AV1 its fast presets only
- * (11–12), which at equal VMAF are about as big as x264's default; 3× allows preset 8, about 0.7×
- * (docs/compress.md has the measurements).
+ * How long a job may take. The user waits for the result, so by default the job aims to keep up
+ * with the video itself (1× realtime; 1.5× for videos of a minute or more, where the search's
+ * fixed cost is small), within 1.5× to 4× the time of ffmpeg's default encode of the video:
+ * never less than 1.5× (a 1080p video's default encode is already slower than realtime on
+ * 2 cores), never more than 4×. The time buys SVT-AV1's slower presets, which are much smaller at
+ * equal VMAF (docs/compress.md). `--compress-budget X` sets a fixed multiple instead.
  */
-export const DEFAULT_TIME_BUDGET = 1.5;
+export const TIME_BUDGET = { min: 1.5, max: 4 } as const;
+/** Media seconds per wall second the job aims for, by default: short clips, and a minute or more. */
+const REALTIME_GOAL = { short: 1, long: 1.5, longFrom: 60 } as const;
 /** Share of the budget the engine plans with: the transfers, audio and muxing come on top. */
 const PLANNING_SHARE = 0.9;
 /** At most this many probe encodes per candidate encoder. */
 const MAX_PROBES = 4;
-/** Probes a lane is expected to need, to plan its preset. */
-const EXPECTED_PROBES = 2;
 /** Between a passing and a failing probe this close, the CRF is interpolated rather than probed. */
 const INTERPOLATE_SPAN = 4;
 /**
@@ -69,11 +71,6 @@ const INTERPOLATE_SPAN = 4;
  * The final encode's actual size is always checked.
  */
 const HOPELESS_RATIO = 1.25;
-/**
- * The input is kept, without a final encode, when the chosen encode is predicted this much of it or
- * more: x264 at its default then makes about the input again (an efficient upload).
- */
-const KEEP_RATIO = 1.05;
 /** Audio at or below this bitrate in an efficient codec is kept as it is. */
 const EFFICIENT_AUDIO_BPS = 160_000;
 
@@ -188,20 +185,24 @@ async function keepInput(
 /** The job's clock and its time budget, in seconds since the job started. */
 class Budget {
   readonly #started = performance.now();
-  readonly #multiple: number;
+  /** Seconds the job plans to take; known once the anchor measured the default encode's speed. */
+  limit = Infinity;
   /** Estimated time of ffmpeg-default's encode of the whole video. */
   defaultSeconds = Infinity;
 
-  constructor(multiple = DEFAULT_TIME_BUDGET) {
-    this.#multiple = multiple;
+  /** Sets the limit from the default encode's estimated time (see `TIME_BUDGET`). */
+  plan(duration: number, defaultSeconds: number, multiple?: number): void {
+    this.defaultSeconds = defaultSeconds;
+    const goal = duration >= REALTIME_GOAL.longFrom ? REALTIME_GOAL.long : REALTIME_GOAL.short;
+    const seconds = multiple !== undefined ? multiple * defaultSeconds : Math.min(
+      TIME_BUDGET.max * defaultSeconds,
+      Math.max(TIME_BUDGET.min * defaultSeconds, duration / goal),
+    );
+    this.limit = seconds * PLANNING_SHARE;
   }
 
   get spent(): number {
     return (performance.now() - this.#started) / 1000;
-  }
-
-  get limit(): number {
-    return this.#multiple * PLANNING_SHARE * this.defaultSeconds;
   }
 
   /** Whether `seconds` more work still ends within the budget. */
@@ -219,6 +220,8 @@ interface Choice {
   score: number;
   /** The probe that is already this encode (whole-clip samples), if one is. */
   probe?: Probe;
+  /** The final encode's preset and CRF, when slower than the probes' (see `finalSetting`). */
+  final?: { preset: string; crf: number };
 }
 
 /** What the lanes of one job share. */
@@ -230,25 +233,55 @@ interface LaneJob {
   inputBytes: number;
   /** The anchor: x264 at ffmpeg's default settings, which meets the target by definition. */
   anchor: Choice;
+  /**
+   * The request named its codec: the anchor is no fallback, so that codec's search answers past
+   * the budget and without a passing probe (at the CRF the probes predict).
+   */
+  forced: boolean;
 }
 
-/** Media seconds a lane's probe or final encode takes, from a probe's speed (samples: exact). */
+/** Seconds a probe (or several) plus the final encode take at `speed` (samples: exact). */
 function costOf(job: LaneJob, speed: number, probes: number): number {
   const final = job.samples.whole ? 0 : job.duration;
   return (probes * job.samples.seconds + final) / speed;
 }
 
 /**
- * The slowest preset of `encoder` whose probes and whole-video encode fit the budget, judged by the
- * anchor's speed (x264 medium on the same samples) and the encoder's measured relative speed.
- * Undefined when not even the fastest fits: the anchor is then the answer.
+ * The final encode's setting: the slowest preset whose probe and final encode still fit the budget
+ * (judged by the probes' measured speed), at the probed CRF shifted as far as that preset keeps the
+ * quality. One probe at that preset tries the usual shift (`Preset.crfTry`); when it falls short
+ * of the target, the smallest shift measured on the corpus (`crfShift`) is used unmeasured.
  */
-function planPreset(encoder: Encoder, job: LaneJob, anchorSpeed: number): string | undefined {
-  const fastest = anchorSpeed * encoder.relativeSpeed;
-  for (const { preset, slowdown } of [...encoder.presets].reverse()) {
-    if (job.budget.allows(costOf(job, fastest / slowdown, EXPECTED_PROBES))) return preset;
+async function finalSetting(
+  choice: Choice,
+  job: LaneJob,
+  target: number,
+  speed: number,
+): Promise<Choice> {
+  if (choice.probe || job.samples.whole) return choice;
+  const { encoder } = choice.lane;
+  for (const preset of [...encoder.presets].reverse().slice(0, -1)) {
+    if (!job.budget.allows(((job.samples.seconds + job.duration) * preset.slowdown) / speed)) {
+      continue;
+    }
+    const lane = { encoder, preset: preset.preset };
+    const tried = await job.search.probe(
+      lane,
+      Math.min(encoder.maxCrf, choice.crf + preset.crfTry),
+    );
+    if (job.search.metric.linear(tried.score) >= target) {
+      const bytes = (tried.bytes / job.samples.seconds) * job.duration;
+      return {
+        ...choice,
+        bytes,
+        score: tried.score,
+        final: { preset: preset.preset, crf: tried.crf },
+      };
+    }
+    const crf = Math.min(encoder.maxCrf, choice.crf + preset.crfShift);
+    return { ...choice, final: { preset: preset.preset, crf } };
   }
-  return job.budget.allows(costOf(job, fastest, 1)) ? encoder.presets[0]!.preset : undefined;
+  return choice;
 }
 
 /**
@@ -262,14 +295,24 @@ async function searchLane(lane: Lane, target: number, job: LaneJob): Promise<Cho
   const whole = (p: Probe) => (p.bytes / job.samples.seconds) * job.duration;
   const ceiling = Math.min(job.anchor.bytes, job.inputBytes * HOPELESS_RATIO);
   let crf: number | undefined = lane.encoder.startCrf;
+  let speed = Infinity;
   for (let i = 0; i < MAX_PROBES && crf !== undefined; i++) {
     const probe = await search.probe(lane, crf);
-    if (at(probe) < target && whole(probe) >= ceiling) return undefined;
+    speed = Math.min(speed, probe.speed);
+    if (!job.forced && at(probe) < target && whole(probe) >= ceiling) return undefined;
     crf = search.nextCrf(lane, target);
-    if (!job.budget.allows(costOf(job, probe.speed, 1))) break;
+    if (!job.forced && !job.budget.allows(costOf(job, probe.speed, 1))) break;
   }
-  if (!search.mine(lane).some((p) => at(p) >= target)) return undefined;
-  return settle(search, lane, target, whole, job.samples.whole);
+  if (search.mine(lane).some((p) => at(p) >= target)) {
+    const settled = settle(search, lane, target, whole, job.samples.whole);
+    return await finalSetting(settled, job, target, speed);
+  }
+  if (!job.forced) return undefined;
+  const best = search.mine(lane)[0]!;
+  const predicted = search.predictCrf(lane, target);
+  // Below every probe's CRF: x264's rule of thumb, 6 steps double the size, sizes it roughly.
+  const bytes = whole(best) * 2 ** ((best.crf - predicted) / 6);
+  return { lane, crf: predicted, bytes, score: best.score };
 }
 
 /**
@@ -295,6 +338,7 @@ function settle(
     choice.crf = Math.max(pass.crf, search.predictCrf(lane, target));
     const t = (choice.crf - pass.crf) / (fail.crf - pass.crf);
     choice.bytes = whole(pass) * (whole(fail) / whole(pass)) ** t;
+    choice.score = search.metric.fromLinear(at(pass) + t * (at(fail) - at(pass)));
   }
   return choice;
 }
@@ -312,9 +356,11 @@ async function searchAll(
       choices.push(job.anchor);
       continue;
     }
-    const preset = planPreset(encoder, job, anchorSpeed);
-    if (preset === undefined) continue;
-    const choice = await searchLane({ encoder, preset }, targetOf(encoder.codec), job);
+    const lane = { encoder, preset: encoder.presets[0]!.preset };
+    if (!job.forced && !job.budget.allows(costOf(job, anchorSpeed * encoder.relativeSpeed, 1))) {
+      continue; // not even one probe and the final encode fit: the anchor is the answer
+    }
+    const choice = await searchLane(lane, targetOf(encoder.codec), job);
     if (choice) choices.push(choice);
   }
   return choices;
@@ -322,7 +368,7 @@ async function searchAll(
 
 async function compressVideo(request: CompressRequest, ctx: JobContext): Promise<JobOutput> {
   const video = requireVideo(ctx.info, "compress");
-  const budget = new Budget(ctx.tools.compressBudget);
+  const budget = new Budget();
   const inputBytes = (await Deno.stat(ctx.input)).size;
   let container = containerFor(ctx.inputExtension, request.format);
   let encoders = await candidates(ctx, request, container);
@@ -356,13 +402,14 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     if (!(err instanceof FfmpegError)) throw err;
     return await keepInput(ctx, request, stats, "the video could not be decoded whole");
   }
-  budget.defaultSeconds = ctx.info.duration / anchor.speed;
+  budget.plan(ctx.info.duration, ctx.info.duration / anchor.speed, ctx.tools.compressBudget);
   const job: LaneJob = {
     search,
     budget,
     samples,
     duration: ctx.info.duration,
     inputBytes,
+    forced: request.codec !== undefined,
     anchor: {
       lane: anchorLane,
       crf: anchor.crf,
@@ -384,6 +431,7 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
       speed: round(p.speed, 2),
     })),
     default_seconds_estimate: round(budget.defaultSeconds, 2),
+    budget_seconds: round(budget.limit / PLANNING_SHARE, 2),
   });
   const pick = choices.reduce<Choice | undefined>(
     (a, b) => (!a || b.bytes < a.bytes ? b : a),
@@ -393,13 +441,14 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     // Only a codec override that cannot reach the target within the budget gets here.
     return await keepInput(ctx, request, stats, "no encode at this quality beats the input");
   }
-  if (pick.bytes >= inputBytes * (samples.whole ? 1 : KEEP_RATIO)) {
+  if (pick.bytes >= inputBytes * (samples.whole ? 1 : HOPELESS_RATIO)) {
     return await keepInput(ctx, request, stats, "no encode at this quality beats the input");
   }
   Object.assign(stats, {
     codec: pick.lane.encoder.codec,
-    crf: pick.crf,
-    preset: pick.lane.preset,
+    crf: pick.final?.crf ?? pick.crf,
+    preset: pick.final?.preset ?? pick.lane.preset,
+    probed_crf: pick.crf,
     target_score: round(metric.fromLinear(targetOf(pick.lane.encoder.codec))),
     score: round(pick.score),
     search_seconds: round(budget.spent, 2),
@@ -436,9 +485,10 @@ async function encodeWhole(
   stats.reused_probe = reused !== undefined;
   const mapping = mapStreams(ctx.info, {
     format: container,
-    mainVideo: reused
-      ? { codecArgs: "copy", from: "1:0" }
-      : { codecArgs: encoder.args(pick.crf, pick.lane.preset), filter: EVEN_SIDES },
+    mainVideo: reused ? { codecArgs: "copy", from: "1:0" } : {
+      codecArgs: encoder.args(pick.final?.crf ?? pick.crf, pick.final?.preset ?? pick.lane.preset),
+      filter: EVEN_SIDES,
+    },
     audio: compressAudioRule(container),
     copyAudio: efficientAudio,
     stripMetadata: request.stripMetadata,

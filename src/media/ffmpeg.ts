@@ -8,8 +8,8 @@ export interface Tools {
    */
   vmaf?: string;
   /**
-   * Time a compress job aims for, as a multiple of ffmpeg's default encode of the same video
-   * (`--compress-budget`; default 1.5). More lets SVT-AV1 run slower presets: smaller files.
+   * Time a compress job aims for, as a fixed multiple of ffmpeg's default encode of the same video
+   * (`--compress-budget`). Default: keep up with the video, within 1.5× to 4× that encode.
    */
   compressBudget?: number;
 }

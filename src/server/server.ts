@@ -72,7 +72,7 @@ export interface ServeOptions {
    * ffmpeg when it has libvmaf, else none (the search uses SSIM).
    */
   vmafFfmpeg?: string;
-  /** Compress's time budget, a multiple of ffmpeg's default encode time (default 1.5). */
+  /** Compress's time budget, a fixed multiple of ffmpeg's default encode time (see `Tools`). */
   compressBudget?: number;
   /** Where log lines go. Default stderr. */
   log?: (line: string) => void;
