@@ -120,7 +120,7 @@ const SERVE_HELP = `Usage: mmp serve [options]
                         default: --ffmpeg if it has libvmaf, else compress scores SSIM
   --compress-budget X   time a compress job aims for, as a fixed multiple of ffmpeg's default
                         encode of the video (default: keep up with the video's length, within
-                        1.5 to 4); more lets AV1 use slower presets: smaller files
+                        1.5 to 6); more lets AV1 use slower presets: smaller files
   --drain-timeout SECS  on SIGTERM/SIGINT, let running jobs finish this long (default 600);
                         a second signal stops at once
 

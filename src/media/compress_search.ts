@@ -283,7 +283,8 @@ export class Search {
     let next = this.predictCrf(lane, target);
     if (pass && next <= pass.crf) next = pass.crf + 1;
     if (fail && next >= fail.crf) next = fail.crf - 1;
-    if (!pass && fail && next >= fail.crf) next = fail.crf - 1;
+    // Below every probe: at least 2 steps, where a nearly flat curve would make the step tiny.
+    if (!pass && fail) next = Math.max(lane.encoder.minCrf, Math.min(next, fail.crf - 2));
     return mine.some((p) => p.crf === next) ? undefined : next;
   }
 }

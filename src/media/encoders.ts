@@ -1,21 +1,16 @@
 import { runForOutput } from "./ffmpeg.ts";
 
-/** An encoder preset with its cost and quality relative to the probe preset (720p, 2 cores). */
+/** An encoder preset with its cost and CRF scale relative to the fastest preset (720p, 2 cores). */
 export interface Preset {
   preset: string;
-  /** Encode time relative to the encoder's probe preset. */
+  /** Encode time relative to the encoder's fastest preset. */
   slowdown: number;
   /**
-   * CRF steps this preset may add to the probe preset's CRF and still look at least as good: the
-   * smallest shift measured at equal VMAF on the corpus (bench:calibrate --presets), so the final
-   * encode at a slower preset never scores below the probes' target.
+   * CRF steps above the encoder's `startCrf` where this preset's search starts: slower presets
+   * reach the same VMAF at a higher CRF (bench:calibrate, against SVT-AV1 preset 12: 11 +1.5…+3,
+   * 10 +2.3…+6.7, 8 +12.7 on the talking head).
    */
-  crfShift: number;
-  /**
-   * The shift tried first, by one probe at this preset: where it matched x264's VMAF on most of
-   * the corpus. When that probe falls short, `crfShift` is used.
-   */
-  crfTry: number;
+  startShift: number;
 }
 
 /** A codec the compress engine can pick, with its quality scale. */
@@ -30,10 +25,9 @@ export interface Encoder {
   /** Where the search starts. */
   startCrf: number;
   /**
-   * Presets, fastest first. The search probes at the first; the final encode uses the slowest one
-   * the time budget allows, at the probed CRF plus its `crfShift`. Slower SVT-AV1 presets are much
-   * smaller at equal VMAF (corpus samples, size against x264's default: preset 12 1.0–1.1×,
-   * 11 0.85–1.0×, 10 0.77–0.85×, 8 0.68×).
+   * Presets, fastest first: the job searches and encodes at the slowest one its time budget
+   * allows. Slower SVT-AV1 presets are much smaller at equal VMAF (corpus samples, size against
+   * x264's default: preset 12 1.0–1.1×, 11 0.85–1.0×, 10 0.77–0.85×, 8 0.68×).
    */
   presets: readonly Preset[];
   /** Speed of the fastest preset relative to x264 medium (ffmpeg's default), for planning. */
@@ -51,13 +45,11 @@ export const ENCODERS: readonly Encoder[] = [
     maxCrf: 63,
     // Where preset 12 matched x264's default VMAF on the corpus: CRF 20–32, median 24.
     startCrf: 24,
-    // Shifts at equal VMAF: preset 11 +1.5 (drone) … +3 (talking head), 10 +2.3 … +6.7, 8 +12.7
-    // (talking head; the drone was not measured at 8, so its shift is kept small).
     presets: [
-      { preset: "12", slowdown: 1, crfShift: 0, crfTry: 0 },
-      { preset: "11", slowdown: 1.7, crfShift: 1, crfTry: 2 },
-      { preset: "10", slowdown: 2.2, crfShift: 2, crfTry: 4 },
-      { preset: "8", slowdown: 3.2, crfShift: 4, crfTry: 8 },
+      { preset: "12", slowdown: 1, startShift: 0 },
+      { preset: "11", slowdown: 1.7, startShift: 2 },
+      { preset: "10", slowdown: 2.2, startShift: 4 },
+      { preset: "8", slowdown: 3.2, startShift: 8 },
     ],
     relativeSpeed: 1.35,
     args: (
@@ -71,7 +63,7 @@ export const ENCODERS: readonly Encoder[] = [
     minCrf: 12,
     maxCrf: 38,
     startCrf: 23,
-    presets: [{ preset: "medium", slowdown: 1, crfShift: 0, crfTry: 0 }],
+    presets: [{ preset: "medium", slowdown: 1, startShift: 0 }],
     relativeSpeed: 1,
     args: (crf, preset) => ["-c:v", "libx264", "-preset", preset, "-crf", String(crf)],
   },
@@ -81,7 +73,7 @@ export const ENCODERS: readonly Encoder[] = [
     minCrf: 14,
     maxCrf: 40,
     startCrf: 24,
-    presets: [{ preset: "fast", slowdown: 1, crfShift: 0, crfTry: 0 }],
+    presets: [{ preset: "fast", slowdown: 1, startShift: 0 }],
     relativeSpeed: 0.55,
     args: (crf, preset) => [
       "-c:v",

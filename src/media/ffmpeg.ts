@@ -9,7 +9,7 @@ export interface Tools {
   vmaf?: string;
   /**
    * Time a compress job aims for, as a fixed multiple of ffmpeg's default encode of the same video
-   * (`--compress-budget`). Default: keep up with the video, within 1.5× to 4× that encode.
+   * (`--compress-budget`). Default: keep up with the video, within 1.5× to 6× that encode.
    */
   compressBudget?: number;
 }
