@@ -339,8 +339,13 @@ async function searchAll(
     if (!preset) continue; // not even one probe and the final encode fit: the anchor answers
     const lane = { encoder, preset: preset.preset };
     const start = Math.min(encoder.maxCrf, encoder.startCrf + preset.startShift);
-    const choice = await searchLane(lane, start, targetOf(encoder.codec), job);
-    if (choice) choices.push(choice);
+    try {
+      const choice = await searchLane(lane, start, targetOf(encoder.codec), job);
+      if (choice) choices.push(choice);
+    } catch (err) {
+      // An encoder that cannot take this input (SVT-AV1 needs 64×64 at least): the others answer.
+      if (!(err instanceof FfmpegError)) throw err;
+    }
   }
   return choices;
 }
@@ -417,8 +422,8 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     undefined,
   );
   if (!pick) {
-    // Only a codec override that cannot reach the target within the budget gets here.
-    return await keepInput(ctx, request, stats, "no encode at this quality beats the input");
+    // Only a codec override gets here (the anchor is always a choice otherwise).
+    return await keepInput(ctx, request, stats, `${request.codec} cannot encode this video`);
   }
   if (pick.bytes >= inputBytes * (samples.whole ? 1 : HOPELESS_RATIO)) {
     return await keepInput(ctx, request, stats, "no encode at this quality beats the input");
