@@ -422,8 +422,11 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     undefined,
   );
   if (!pick) {
-    // Only a codec override gets here (the anchor is always a choice otherwise).
-    return await keepInput(ctx, request, stats, `${request.codec} cannot encode this video`);
+    // A codec override, or a container that takes no H.264 (WebM): the anchor is no choice there.
+    const reason = request.codec
+      ? `${request.codec} could not encode this video`
+      : `no encoder that ${container.format} takes could encode this video`;
+    return await keepInput(ctx, request, stats, reason);
   }
   if (pick.bytes >= inputBytes * (samples.whole ? 1 : HOPELESS_RATIO)) {
     return await keepInput(ctx, request, stats, "no encode at this quality beats the input");
