@@ -39,8 +39,8 @@ export const QUALITY_ANCHORS: Readonly<Record<CompressQuality, number>> = {
  * anchor under VMAF. On VMAF itself: nothing, it is the judge (the target allows 1 point below for
  * the samples' noise). On SSIM (decibels): how far the SSIM of AV1 and HEVC at the anchor's VMAF sat
  * from x264's, calibrated on the real-footage corpus (`deno task bench:calibrate`, docs/compress.md):
- * from −1.9 dB (a drone shot, a screencast: SSIM under-rates AV1) to +0.4 dB (an uncompressed
- * handheld source: SSIM over-rates it). The offset is set so that the worst clip still lands
+ * from −1.6 dB (a drone shot: SSIM under-rates AV1) to +0.5 dB (an uncompressed handheld source:
+ * SSIM over-rates it). The offset is set so that the worst clip still lands
  * within 1 VMAF point of x264 (the target's tolerance): covering it fully (+0.5 dB) made AV1 lose
  * to x264 on almost every other clip, where SSIM under-rates it.
  */
@@ -54,8 +54,9 @@ export const METRIC_OFFSETS: Readonly<Record<MetricName, Readonly<Record<Codec, 
  * with the video itself (1× realtime; 1.5× for videos of a minute or more, where the search's
  * fixed cost is small), within 1.5× to 6× the time of ffmpeg's default encode of the video:
  * never less than 1.5× (a 1080p video's default encode is already slower than realtime on
- * 2 cores), never more than 6× (small videos, where x264 is very fast). The time buys SVT-AV1's slower presets, which are much smaller at
- * equal VMAF (docs/compress.md). `--compress-budget X` sets a fixed multiple instead.
+ * 2 cores), never more than 6× (small videos, where x264 is very fast). The time buys SVT-AV1's
+ * slower presets, much smaller at equal VMAF (docs/compress.md). `--compress-budget X` sets a
+ * fixed multiple instead.
  */
 export const TIME_BUDGET = { min: 1.5, max: 6 } as const;
 /** Media seconds per wall second the job aims for, by default: short clips, and a minute or more. */
