@@ -300,6 +300,14 @@ function chart(rows: Row[]): string {
     }; red: −1)</text>${dots}${legend}</svg>`;
 }
 
+/** Which ffmpeg scored VMAF, for the report. */
+async function instrumentLine(vmaf: string | undefined): Promise<string> {
+  if (!vmaf) return "VMAF: not measured (no ffmpeg with libvmaf given).";
+  const { stdout } = await new Deno.Command(vmaf, { args: ["-version"], stdout: "piped" }).output();
+  const version = new TextDecoder().decode(stdout).split("\n")[0] ?? vmaf;
+  return `VMAF v0.6.1 and VMAF NEG scored by ${version} with libvmaf (a measuring instrument only).`;
+}
+
 function flags(args: string[]) {
   const { values } = parseArgs({
     args,
@@ -366,9 +374,9 @@ if (import.meta.main) {
     await writeSection(
       "docs/benchmarks.md",
       "compress",
-      `## Compression (\`deno task bench:compress\`)\n\n${await machineLine()}\n\n${
-        table(rows)
-      }\n\n${summaries.join("\n\n")}\n\n![size vs quality](compress_chart.svg)`,
+      `## Compression (\`deno task bench:compress\`)\n\n${await machineLine()}\n\n${await instrumentLine(
+        vmaf,
+      )}\n\n${table(rows)}\n\n${summaries.join("\n\n")}\n\n![size vs quality](compress_chart.svg)`,
     );
   }
 }
