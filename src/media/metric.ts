@@ -38,8 +38,10 @@ export interface ScoreOptions extends Omit<SsimOptions, "ffmpeg"> {
 }
 
 /**
- * VMAF scores every n-th frame so that about this many are scored: a probe's VMAF then costs about
- * as much as its SSIM, and the pooled mean moves by less than 0.3 (measured on the corpus).
+ * VMAF scores every n-th frame so that about this many are scored. Measured on 8 s of the talking
+ * head: every 4th frame took 0.40 s against 0.70 s for all (SSIM: 0.30 s) and moved the pooled
+ * score by 0.6; the anchor and the probes are scored on the same frames, so the comparison that
+ * decides the CRF holds better than the absolute figure.
  */
 const VMAF_FRAMES = 60;
 
