@@ -12,13 +12,12 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { METRIC_OFFSETS } from "../src/media/compress.ts";
-import { samplePlan } from "../src/media/compress_search.ts";
+import { sampleGraph, samplePlan } from "../src/media/compress_search.ts";
 import { ENCODERS } from "../src/media/encoders.ts";
 import { ssimDb } from "../src/media/metric.ts";
 import { probe } from "../src/media/probe.ts";
 import { measureSsim } from "../src/media/ssim.ts";
 import { hasLibvmaf, measureVmaf } from "../src/media/vmaf.ts";
-import { EVEN_SIDES } from "../src/media/video.ts";
 import { corpusClips } from "./corpus.ts";
 import { ffmpeg, scratch } from "./_common.ts";
 
@@ -41,11 +40,10 @@ async function samples(path: string, duration: number, out: string): Promise<num
   const inputs = starts.length === 1 && starts[0] === 0
     ? ["-i", path]
     : starts.flatMap((s) => ["-ss", s.toFixed(3), "-t", length.toFixed(3), "-i", path]);
-  const streams = starts.map((_, i) => `[${i}:v:0]`).join("");
   await ffmpeg([
     ...inputs,
     "-filter_complex",
-    `${streams}concat=n=${starts.length}:v=1:a=0,${EVEN_SIDES},format=yuv420p[v]`,
+    sampleGraph(starts.length, "v:0"),
     ...["-map", "[v]", "-c:v", "ffv1", "-fps_mode", "passthrough", out],
   ]);
   return starts.length * length;

@@ -274,24 +274,21 @@ async function searchLane(
   job: LaneJob,
 ): Promise<Choice | undefined> {
   const { search } = job;
-  const at = (p: Probe) => search.metric.linear(p.score);
-  const whole = (p: Probe) => (p.bytes / job.samples.seconds) * job.duration;
   const ceiling = Math.min(job.anchor.bytes, job.inputBytes * HOPELESS_RATIO);
   let crf: number | undefined = startCrf;
   for (let i = 0; i < MAX_PROBES && crf !== undefined; i++) {
     const probe = await search.probe(lane, crf);
-    if (!job.forced && at(probe) < target && whole(probe) >= ceiling) return undefined;
+    const hopeless = search.linear(probe) < target && search.wholeBytes(probe) >= ceiling;
+    if (!job.forced && hopeless) return undefined;
     crf = search.nextCrf(lane, target);
     if (!job.forced && !job.budget.allows(costOf(job, probe.speed, 1))) break;
   }
-  if (search.mine(lane).some((p) => at(p) >= target)) {
-    return settle(search, lane, target, whole, job.samples.whole);
-  }
+  if (search.bracket(lane, target).pass) return settle(search, lane, target, job.samples.whole);
   if (!job.forced) return undefined;
   const best = search.mine(lane)[0]!;
   const predicted = search.predictCrf(lane, target);
   // Below every probe's CRF: x264's rule of thumb, 6 steps double the size, sizes it roughly.
-  const bytes = whole(best) * 2 ** ((best.crf - predicted) / 6);
+  const bytes = search.wholeBytes(best) * 2 ** ((best.crf - predicted) / 6);
   return { lane, crf: predicted, bytes, score: best.score };
 }
 
@@ -300,25 +297,23 @@ async function searchLane(
  * between it and a failing probe a few steps above (whole-clip probes are the result itself, so
  * there the passing probe is taken as it is).
  */
-function settle(
-  search: Search,
-  lane: Lane,
-  target: number,
-  whole: (p: Probe) => number,
-  reuse: boolean,
-): Choice {
+function settle(search: Search, lane: Lane, target: number, reuse: boolean): Choice {
   // reuse: whole-clip probes with the result's picture tags are the result's video already.
-  const at = (p: Probe) => search.metric.linear(p.score);
-  const mine = search.mine(lane);
-  const pass = mine.filter((p) => at(p) >= target).at(-1)!;
-  const fail = mine.find((p) => at(p) < target && p.crf > pass.crf);
-  const choice: Choice = { lane, crf: pass.crf, bytes: whole(pass), score: pass.score };
+  const { pass, fail } = search.bracket(lane, target) as { pass: Probe; fail?: Probe };
+  const choice: Choice = {
+    lane,
+    crf: pass.crf,
+    bytes: search.wholeBytes(pass),
+    score: pass.score,
+  };
   if (reuse && pass.path) return { ...choice, probe: pass };
   if (fail && fail.crf - pass.crf <= INTERPOLATE_SPAN) {
     choice.crf = Math.max(pass.crf, search.predictCrf(lane, target));
     const t = (choice.crf - pass.crf) / (fail.crf - pass.crf);
-    choice.bytes = whole(pass) * (whole(fail) / whole(pass)) ** t;
-    choice.score = search.metric.fromLinear(at(pass) + t * (at(fail) - at(pass)));
+    const [passBytes, failBytes] = [search.wholeBytes(pass), search.wholeBytes(fail)];
+    choice.bytes = passBytes * (failBytes / passBytes) ** t;
+    const [passAt, failAt] = [search.linear(pass), search.linear(fail)];
+    choice.score = search.metric.fromLinear(passAt + t * (failAt - passAt));
   }
   return choice;
 }
@@ -398,7 +393,7 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     anchor: {
       lane: anchorLane,
       crf: anchor.crf,
-      bytes: (anchor.bytes / samples.seconds) * ctx.info.duration,
+      bytes: search.wholeBytes(anchor),
       score: anchor.score,
       ...(anchor.path ? { probe: anchor } : {}),
     },

@@ -91,6 +91,15 @@ function sampleCodec(info: MediaInfo, seconds: number): string[] {
     : ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"];
 }
 
+/**
+ * The graph that joins the pieces (one input each, video stream `stream`) into the samples: even
+ * sides and 8-bit 4:2:0, what every candidate encodes, as output `[v]`.
+ */
+export function sampleGraph(pieces: number, stream: string): string {
+  const streams = Array.from({ length: pieces }, (_, i) => `[${i}:${stream}]`).join("");
+  return `${streams}concat=n=${pieces}:v=1:a=0,${EVEN_SIDES},format=yuv420p[v]`;
+}
+
 /** Cuts the samples into one lossless file, so every probe is scored against the same frames. */
 export async function extractSamples(ctx: JobContext): Promise<Samples> {
   const { starts, length } = samplePlan(ctx.info.duration);
@@ -104,13 +113,11 @@ export async function extractSamples(ctx: JobContext): Promise<Samples> {
       length.toFixed(3),
       ...inputArgs(ctx.input, ctx.demuxer),
     ]);
-  const video = ctx.info.video!.index;
-  const streams = starts.map((_, i) => `[${i}:${video}]`).join("");
   const path = ctx.files.path("samples.mkv");
   await runFfmpeg([
     ...inputs,
     "-filter_complex",
-    `${streams}concat=n=${starts.length}:v=1:a=0,${EVEN_SIDES},format=yuv420p[v]`,
+    sampleGraph(starts.length, String(ctx.info.video!.index)),
     "-map",
     "[v]",
     ...sampleCodec(ctx.info, starts.length * length),
@@ -230,11 +237,25 @@ export class Search {
       .sort((a, b) => a.crf - b.crf);
   }
 
-  /** The highest-CRF probe reaching `target`, or the best quality tried. */
-  best(lane: Lane, target: number): Probe | undefined {
+  /** A probe's score on the metric's linear scale. */
+  linear(probe: Probe): number {
+    return this.metric.linear(probe.score);
+  }
+
+  /** A probe's size scaled to the whole video, in bytes. */
+  wholeBytes(probe: Probe): number {
+    return (probe.bytes / this.#samples.seconds) * this.#ctx.info.duration;
+  }
+
+  /**
+   * The lane's highest-CRF probe reaching `target`, and its nearest failing probe above it (or,
+   * when none passes, the lowest-CRF failing one).
+   */
+  bracket(lane: Lane, target: number): { pass?: Probe; fail?: Probe } {
     const mine = this.mine(lane);
-    const passing = mine.filter((p) => this.metric.linear(p.score) >= target);
-    return passing.at(-1) ?? mine[0];
+    const pass = mine.filter((p) => this.linear(p) >= target).at(-1);
+    const fail = mine.find((p) => this.linear(p) < target && (!pass || p.crf > pass.crf));
+    return { ...(pass ? { pass } : {}), ...(fail ? { fail } : {}) };
   }
 
   /** Linear units lost per CRF step: measured from the two probes nearest the target. */
@@ -242,7 +263,7 @@ export class Search {
     const mine = this.mine(lane);
     const fallback = this.metric.perCrf[lane.encoder.codec] ?? 0.5;
     if (mine.length < 2) return fallback;
-    const at = (p: Probe) => this.metric.linear(p.score);
+    const at = (p: Probe) => this.linear(p);
     const [a, b] = [...mine].sort((x, y) => Math.abs(at(x) - target) - Math.abs(at(y) - target))
       .slice(0, 2).sort((x, y) => x.crf - y.crf);
     const slope = (at(a!) - at(b!)) / (b!.crf - a!.crf);
@@ -254,11 +275,9 @@ export class Search {
    * and failing probes, else extrapolated from the one nearest the target.
    */
   predictCrf(lane: Lane, target: number): number {
-    const mine = this.mine(lane);
     const { encoder } = lane;
-    const at = (p: Probe) => this.metric.linear(p.score);
-    const pass = mine.filter((p) => at(p) >= target).at(-1);
-    const fail = mine.find((p) => at(p) < target && (!pass || p.crf > pass.crf));
+    const at = (p: Probe) => this.linear(p);
+    const { pass, fail } = this.bracket(lane, target);
     if (pass && fail) {
       const t = (at(pass) - target) / Math.max(at(pass) - at(fail), 1e-6);
       return Math.floor(pass.crf + t * (fail.crf - pass.crf));
@@ -274,17 +293,14 @@ export class Search {
    * to the target, or passing and failing probes one step apart.
    */
   nextCrf(lane: Lane, target: number): number | undefined {
-    const mine = this.mine(lane);
-    const at = (p: Probe) => this.metric.linear(p.score);
-    const pass = mine.filter((p) => at(p) >= target).at(-1);
-    const fail = mine.find((p) => at(p) < target && (!pass || p.crf > pass.crf));
-    if (pass && at(pass) - target < this.metric.closeEnough) return undefined;
+    const { pass, fail } = this.bracket(lane, target);
+    if (pass && this.linear(pass) - target < this.metric.closeEnough) return undefined;
     if (pass && fail && fail.crf - pass.crf <= 1) return undefined;
     let next = this.predictCrf(lane, target);
     if (pass && next <= pass.crf) next = pass.crf + 1;
     if (fail && next >= fail.crf) next = fail.crf - 1;
     // Below every probe: at least 2 steps, where a nearly flat curve would make the step tiny.
     if (!pass && fail) next = Math.max(lane.encoder.minCrf, Math.min(next, fail.crf - 2));
-    return mine.some((p) => p.crf === next) ? undefined : next;
+    return this.mine(lane).some((p) => p.crf === next) ? undefined : next;
   }
 }
