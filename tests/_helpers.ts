@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 /** Helpers for end-to-end tests: generated media, a real server on port 0, raw MMP connections. */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
@@ -276,4 +277,12 @@ export function vmafFfmpeg(): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Waits for the storage quota to come back to 0: a job releases it one step after deleting its
+ * files, so a check right after the files are gone may read it in between.
+ */
+export async function quotaReleased(srv: TestServer): Promise<void> {
+  assert.ok(await eventually(() => srv.server.storage.reserved === 0), "quota released");
 }

@@ -11,6 +11,7 @@ import {
   join,
   listDir,
   makeMedia,
+  quotaReleased,
   RawClient,
   startServer,
   storageSettles,
@@ -247,7 +248,7 @@ Deno.test("a result frees the IP at once and is deleted after the TTL when never
   assert.equal(second.status, 202, JSON.stringify(second.json));
   assert.equal((await finished(srv, second.json.job)).json.state, "done");
   assert.deepEqual(await storageSettles(srv.storageDir, 4000), []);
-  assert.equal(srv.server.storage.reserved, 0);
+  await quotaReleased(srv);
   assert.equal((await call(srv, `/api/jobs/${first.json.job}`)).status, 404);
   assert.match(srv.logs.join("\n"), /result expired \(http\)/);
 });
@@ -310,7 +311,7 @@ Deno.test("refusals decided from the request line and headers come before the bo
     assert.equal(reply.status, 507);
     assert.equal(reply.json.code, "STORAGE_FULL");
     assert.match(reply.json.description, /room/);
-    assert.equal(srv.server.storage.reserved, 0);
+    await quotaReleased(srv);
   });
   await t.step("413 TOO_LARGE over 1 TiB, the most any upload may be", async () => {
     const request = open(srv, "/api/jobs?op=audio&name=big.mp4", {
@@ -388,7 +389,7 @@ Deno.test("an HTTP upload that stalls gets TIMEOUT and its partial file is delet
   assert.equal(reply.status, 408);
   assert.equal(reply.json.code, "TIMEOUT");
   assert.deepEqual(await storageSettles(srv.storageDir), []);
-  assert.equal(srv.server.storage.reserved, 0);
+  await quotaReleased(srv);
 });
 
 Deno.test("Origin and Host from elsewhere are refused; other paths are 404", async (t) => {
@@ -471,7 +472,7 @@ Deno.test("a job is visible to its own IP only, and DELETE cancels it mid-job", 
   assert.equal(cancelled.json.state, "cancelled");
   assert.deepEqual(await storageSettles(srv.storageDir, 1000), []);
   assert.ok(await eventually(async () => (await ffmpegChildren()).length === 0, 1000));
-  assert.equal(srv.server.storage.reserved, 0);
+  await quotaReleased(srv);
   const after = await call(srv, `/api/jobs/${id}`);
   assert.equal(after.json.state, "cancelled");
   assert.equal(after.json.error.code, "CANCELLED");

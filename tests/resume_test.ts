@@ -11,6 +11,7 @@ import {
   ffmpeg,
   join,
   listDir,
+  quotaReleased,
   RawClient,
   spawnServer,
   startServer,
@@ -53,7 +54,7 @@ Deno.test("smoke: a resumable upload cut at half resumes and sends little twice"
   assert.ok(proxy.upBytes < size * 1.05, `${proxy.upBytes} of ${size}`);
   assert.ok(events.some((e) => e.stage === "reconnect"));
   assert.deepEqual(await storageSettles(srv.storageDir), []);
-  assert.equal(srv.server.storage.reserved, 0);
+  await quotaReleased(srv);
   assert.deepEqual(await listDir(dir.path), ["noise.mkv", "noise.mp3"]);
 });
 
@@ -149,7 +150,7 @@ Deno.test("twenty cuts at every stage: each run ends with the right result and e
       assert.ok(proxy.cuts >= 1, `${proxy.cuts} cuts`);
       assert.deepEqual(await storageSettles(srv.storageDir), []);
       assert.ok(await eventually(() => srv.server.core.resumable.size === 0));
-      assert.equal(srv.server.storage.reserved, 0);
+      await quotaReleased(srv);
     });
   }
   assert.deepEqual((await listDir(dir.path)).filter((n) => n.includes("partial")), []);
@@ -272,7 +273,7 @@ Deno.test("a resumed upload whose whole file does not match its sha256 keeps not
   assert.equal((await client.nextFrame())?.json.code, "CHECKSUM_MISMATCH");
   assert.deepEqual(await storageSettles(srv.storageDir), []);
   assert.equal(srv.server.core.resumable.size, 0);
-  assert.equal(srv.server.storage.reserved, 0);
+  await quotaReleased(srv);
 });
 
 Deno.test("a detached job is reattached by id, and a broken result resumes from an offset", async () => {
@@ -324,8 +325,7 @@ Deno.test("the resume window ends: a partial upload, an orphaned job and an unde
   const settled = async () => {
     assert.ok(await eventually(() => registry.size === 0, 4000), "the window ended");
     assert.deepEqual(await storageSettles(srv.storageDir), []);
-    // The quota is released just after the files are deleted (same dispose, next step).
-    assert.ok(await eventually(() => srv.server.storage.reserved === 0), "quota released");
+    await quotaReleased(srv);
   };
   await t.step("a partial upload", async () => {
     {

@@ -8,6 +8,7 @@ import {
   listDir,
   makeMedia,
   probeFile,
+  quotaReleased,
   RawClient,
   startServer,
   storageSettles,
@@ -159,7 +160,7 @@ Deno.test("STORAGE_FULL arrives before any payload byte is sent", async () => {
   const reply = await client.nextFrame();
   assert.equal(reply?.json.code, "STORAGE_FULL");
   assert.match(String(reply?.json.description), /room/);
-  assert.equal(srv.server.storage.reserved, 0);
+  await quotaReleased(srv);
   assert.deepEqual(await storageSettles(srv.storageDir), []);
 });
 
@@ -188,7 +189,7 @@ Deno.test("an upload that stalls gets TIMEOUT and its partial file is deleted", 
   const reply = await client.nextFrame();
   assert.equal(reply?.json.code, "TIMEOUT");
   assert.deepEqual(await storageSettles(srv.storageDir), []);
-  assert.equal(srv.server.storage.reserved, 0);
+  await quotaReleased(srv);
 });
 
 Deno.test("the request is refused before the payload when it is bad", async (t) => {
