@@ -122,7 +122,7 @@ Deno.test("PROXY protocol: the balancer's header names the client, anything else
   assert.ok(srv.logs.filter((l) => /closed unread/.test(l)).length >= 4);
 });
 
-Deno.test("the CPU budget: two MP3 jobs run at once on 2 cores, a compress runs alone", async () => {
+Deno.test("the CPU budget: two MP3 jobs run at once on 2 cores, one beside a compress only on a lent thread", async () => {
   await using dir = await tempDir();
   await using srv = await startServer({ cpus: 2, http: false });
   const sound = await Deno.readFile(await makeSound(join(dir.path, "s.mkv"), 600));
@@ -145,11 +145,19 @@ Deno.test("the CPU budget: two MP3 jobs run at once on 2 cores, a compress runs 
   }
   assert.ok(await eventually(() => queue.size.running === 0));
   {
+    // The compress is charged both threads; the MP3 runs beside it only on a thread the compress
+    // lends in a one-thread phase (its ffprobe, a probe's measurement), as a borrower.
     using _c = await start("127.0.0.4", "compress", "mp4", film);
     using _d = await start("127.0.0.5", "audio", "mkv", sound);
-    assert.deepEqual(queue.size, { running: 1, waiting: 1 });
-    assert.equal(queue.usedThreads, 2);
-    assert.equal(srv.server.agentReport(), "up ready 1%");
+    const seen = new Set<string>();
+    for (let i = 0; i < 3000 && queue.size.running + queue.size.waiting > 0; i++) {
+      const { running, waiting } = queue.size;
+      seen.add(`${running}+${waiting}`);
+      if (running === 2) assert.equal(queue.borrowers, 1);
+      if (waiting === 1) assert.equal(srv.server.agentReport(), "up ready 1%");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.ok(seen.has("1+1") || seen.has("2+0"), [...seen].join(" "));
   }
   assert.ok(await eventually(() => queue.size.running === 0 && queue.size.waiting === 0));
   assert.equal(srv.server.agentReport(), "up ready 100%");

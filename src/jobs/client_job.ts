@@ -234,7 +234,7 @@ export class ClientJob {
 
   #submit(input: string): void {
     const core = this.#core;
-    const job = this.#job = new Job(this.id, (signal, onProgress) =>
+    const job = this.#job = new Job(this.id, (signal, onProgress, useThreads) =>
       processUpload({
         input,
         inputExtension: this.extension,
@@ -244,6 +244,7 @@ export class ClientJob {
         signal,
         maxOutputBytes: outputAllowance(this.size),
         onProgress,
+        useThreads,
         limits: core.limits,
       }));
     job.done.then(this.#settled.resolve, this.#settled.reject);

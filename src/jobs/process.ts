@@ -21,6 +21,8 @@ export interface ProcessOptions {
   signal: AbortSignal;
   maxOutputBytes: number;
   onProgress: (fraction: number) => void;
+  /** See `JobContext.useThreads`. */
+  useThreads?: (threads?: number) => void;
   limits: MediaLimits;
 }
 
@@ -104,7 +106,10 @@ export async function processUpload(options: ProcessOptions): Promise<ProcessedO
 }
 
 async function processWithin(options: ProcessOptions): Promise<ProcessedOutput> {
+  // ffprobe is one thread, most of it start-up: an all-core job lends the others meanwhile.
+  options.useThreads?.(1);
   const info = await probeUpload(options);
+  options.useThreads?.();
   checkLimits(info, options.limits);
   const demuxer = info.formatName.split(",")[0]!;
   const output = await options.plan.run({ ...options, info, demuxer });

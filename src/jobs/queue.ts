@@ -1,10 +1,18 @@
 /** Where a job stands. */
 export type JobState = "queued" | "running" | "finished";
 
+/**
+ * Says how many threads a running job keeps busy now, at most the threads it was charged: fewer
+ * during a one-thread phase (a probe, a measurement), none given for all of them again. The
+ * queue lends the difference to waiting jobs.
+ */
+export type UseThreads = (threads?: number) => void;
+
 /** The work of a job; must stop and reject soon after `signal` aborts. */
 export type JobWork<T> = (
   signal: AbortSignal,
   onProgress: (fraction: number) => void,
+  useThreads: UseThreads,
 ) => Promise<T>;
 
 /** A unit of work in the {@linkcode JobQueue}, with progress and cancellation. */
@@ -29,12 +37,16 @@ export class Job<T> {
   }
 
   /** @internal Runs the work; used by the queue. */
-  async start(): Promise<void> {
+  async start(useThreads: UseThreads = () => {}): Promise<void> {
     this.state = "running";
     try {
       this.#controller.signal.throwIfAborted();
       this.#result.resolve(
-        await this.#work(this.#controller.signal, (fraction) => this.progress = fraction),
+        await this.#work(
+          this.#controller.signal,
+          (fraction) => this.progress = fraction,
+          useThreads,
+        ),
       );
     } catch (err) {
       this.#result.reject(this.#controller.signal.aborted ? this.#controller.signal.reason : err);
@@ -58,8 +70,18 @@ interface QueuedJob {
   readonly id: string;
   state: JobState;
   readonly done: Promise<unknown>;
-  start(): Promise<void>;
+  start(useThreads: UseThreads): Promise<void>;
   abort(reason: unknown): void;
+}
+
+/** A running job's share of the budget. */
+interface Share {
+  /** Threads charged to it. */
+  cost: number;
+  /** Threads it keeps busy now (≤ cost); the rest are lent. */
+  using: number;
+  /** Started on threads another job lent: it lends none itself. */
+  borrowing: boolean;
 }
 
 /** Options of {@linkcode JobQueue}. */
@@ -73,7 +95,10 @@ export interface JobQueueOptions {
 /**
  * Runs jobs first come first served within a CPU budget: each job costs the threads its ffmpeg
  * uses (an MP3 one, an x264 encode every core), and the next job starts when its cost fits beside
- * the running ones. The head of the line is never overtaken, so a large job cannot starve.
+ * the running ones. A running job in a phase that keeps fewer threads busy (compress measuring a
+ * probe) lends the rest: the first waiting job that fits in them starts, even past a head that
+ * does not fit. Lent threads end with their lender, so the head waits at most for the borrowers
+ * then running: a large job cannot starve.
  *
  * @example
  * ```ts
@@ -89,8 +114,7 @@ export class JobQueue {
   /** Most jobs at once. */
   readonly concurrency: number;
   #waiting: QueuedJob[] = [];
-  #running = new Map<QueuedJob, number>();
-  #used = 0;
+  #running = new Map<QueuedJob, Share>();
   /** Threads declared for jobs not submitted yet, by job ID. */
   #declared = new Map<string, number>();
 
@@ -135,9 +159,14 @@ export class JobQueue {
     return { running: this.#running.size, waiting: this.#waiting.length };
   }
 
-  /** Threads the running jobs use now, out of {@linkcode JobQueue.cpus}. */
+  /** Threads the running jobs keep busy now, out of {@linkcode JobQueue.cpus}. */
   get usedThreads(): number {
-    return this.#used;
+    return this.#sum((share) => share.using);
+  }
+
+  /** Running jobs that started on threads another job lent. */
+  get borrowers(): number {
+    return this.#sum((share) => share.borrowing ? 1 : 0);
   }
 
   /** Threads the waiting jobs will need. */
@@ -175,20 +204,45 @@ export class JobQueue {
     return this.#declared.get(job.id) ?? this.cpus;
   }
 
+  #sum(part: (share: Share) => number): number {
+    let sum = 0;
+    for (const share of this.#running.values()) sum += part(share);
+    return sum;
+  }
+
+  /** Threads lenders do not use now, less those their borrowers run on. */
+  #lent(): number {
+    return this.#sum((share) => share.borrowing ? -share.cost : share.cost - share.using);
+  }
+
   #pump(): void {
     while (this.#waiting.length > 0 && this.#running.size < this.concurrency) {
-      const job = this.#waiting[0]!;
-      const cost = this.#cost(job);
-      if (this.#used + cost > this.cpus) break;
-      this.#waiting.shift();
-      this.#declared.delete(job.id);
-      this.#running.set(job, cost);
-      this.#used += cost;
-      job.start().finally(() => {
-        this.#running.delete(job);
-        this.#used -= cost;
-        this.#pump();
-      });
+      const head = this.#waiting[0]!;
+      if (this.#sum((share) => share.cost) + this.#cost(head) <= this.cpus) {
+        this.#start(head, false);
+        continue;
+      }
+      const lent = this.#lent();
+      const borrower = this.#waiting.find((job) => this.#cost(job) <= lent);
+      if (!borrower) break;
+      this.#start(borrower, true);
     }
+  }
+
+  #start(job: QueuedJob, borrowing: boolean): void {
+    this.#waiting.splice(this.#waiting.indexOf(job), 1);
+    const cost = this.#cost(job);
+    this.#declared.delete(job.id);
+    const share: Share = { cost, using: cost, borrowing };
+    this.#running.set(job, share);
+    const useThreads: UseThreads = (threads) => {
+      if (borrowing || this.#running.get(job) !== share) return;
+      share.using = Math.min(cost, Math.max(1, Math.ceil(threads ?? cost)));
+      this.#pump();
+    };
+    job.start(useThreads).finally(() => {
+      this.#running.delete(job);
+      this.#pump();
+    });
   }
 }

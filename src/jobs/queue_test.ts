@@ -58,3 +58,37 @@ Deno.test("--jobs caps the count within the budget, and threads are capped to th
   await queue.idle();
   assert.throws(() => new JobQueue({ cpus: 0 }), RangeError);
 });
+
+Deno.test("a job in a one-thread phase lends its other threads to the first job that fits", async () => {
+  const queue = new JobQueue({ cpus: 2 });
+  const phase = Promise.withResolvers<(threads?: number) => void>();
+  const gate = Promise.withResolvers<void>();
+  const compress = new Job("c", async (_signal, _progress, useThreads) => {
+    phase.resolve(useThreads);
+    await gate.promise;
+  });
+  const next = held("n"); // all-core, undeclared: the head of the line
+  const mp3 = held("m");
+  queue.declareThreads("m", 1);
+  for (const job of [compress, next.job, mp3.job]) queue.submit(job);
+  const useThreads = await phase.promise;
+  assert.deepEqual(queue.size, { running: 1, waiting: 2 });
+  useThreads(1);
+  // The MP3 borrows the lent thread, past the all-core job at the head.
+  assert.equal(mp3.job.state, "running");
+  assert.equal(next.job.state, "queued");
+  assert.equal(queue.usedThreads, 2);
+  useThreads();
+  assert.equal(queue.usedThreads, 3); // the borrower overlaps the lender's next phase
+  gate.resolve();
+  await compress.done;
+  await Promise.resolve();
+  // The lender is gone: the head waits for the borrower, and nothing else borrows.
+  assert.equal(next.job.state, "queued");
+  mp3.finish();
+  await mp3.job.done;
+  await Promise.resolve();
+  assert.equal(next.job.state, "running");
+  next.finish();
+  await queue.idle();
+});

@@ -125,7 +125,9 @@ export async function extractSamples(ctx: JobContext): Promise<Samples> {
     "passthrough",
     path,
   ], { ffmpeg: ctx.tools.ffmpeg, signal: ctx.signal });
-  const info = await probe(path, { ffprobe: ctx.tools.ffprobe, signal: ctx.signal });
+  ctx.useThreads?.(1);
+  const info = await probe(path, { ffprobe: ctx.tools.ffprobe, signal: ctx.signal })
+    .finally(() => ctx.useThreads?.());
   const seconds = starts.length * length;
   const duration = Math.max(ctx.info.duration, seconds);
   const fullEncodeKeyframes = Math.max(1, (duration * (info.video?.frameRate ?? 25)) / GOP_FRAMES);
@@ -182,8 +184,14 @@ export class Search {
       ...(this.#extraArgs?.(encoder) ?? []), "-fps_mode", "passthrough", "-an", path,
     ], { ffmpeg: this.#ctx.tools.ffmpeg, signal: this.#ctx.signal });
     const seconds = (performance.now() - started) / 1000;
-    const score = await this.metric.score(path, this.#samples.path, this.#scoreOptions());
-    const bytes = await this.#sizeAsInFullEncode(path);
+    // Scoring keeps one to two threads busy and the packet count is mostly ffprobe's start-up:
+    // they run side by side, and the job lends its other threads to the queue meanwhile (a
+    // borrower may overlap the next encode a little; the CPU idles less).
+    this.#ctx.useThreads?.(1);
+    const [score, bytes] = await Promise.all([
+      this.metric.score(path, this.#samples.path, this.#scoreOptions()),
+      this.#sizeAsInFullEncode(path),
+    ]).finally(() => this.#ctx.useThreads?.());
     if (!this.#extraArgs) await Deno.remove(path);
     const speed = this.#samples.seconds / Math.max(seconds, 0.001);
     const result: Probe = { codec: encoder.codec, crf, preset, score, bytes, speed };

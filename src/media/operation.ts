@@ -22,6 +22,11 @@ export interface JobContext {
   maxOutputBytes: number;
   /** Reports overall progress, 0..1. */
   onProgress: (fraction: number) => void;
+  /**
+   * Says how many threads the job keeps busy now, when a phase uses fewer than the plan's
+   * `threads` (none given: all of them again); the node's queue lends the rest to waiting jobs.
+   */
+  useThreads?: (threads?: number) => void;
 }
 
 /** The file an operation produced. */
