@@ -5,13 +5,10 @@
  *
  * @module
  */
-import type { Hash } from "node:crypto";
 import { basename, extname } from "node:path";
-import { sha256Stream } from "../protocol/checksum.ts";
 import { type FrameHead, FrameReader } from "../protocol/frame_reader.ts";
-import { writeAll, writeFileFrame, writeFrame } from "../protocol/frame_writer.ts";
+import { writeFileFrame, writeFrame } from "../protocol/frame_writer.ts";
 import {
-  checkOutputFree,
   type ClientEvent,
   ConnectionError,
   delay,
@@ -19,13 +16,13 @@ import {
   type JobPhase,
   type JobResult,
   num,
-  partialPath,
   randomHex,
   ServerError,
   str,
   throwIfError,
   uploadWatchingAnswer,
 } from "./common.ts";
+import { completeDownload, type Download, downloadFor, receivePayload } from "./result_download.ts";
 import { type ClientConn, type ConnectOptions, connectTo } from "./socket.ts";
 
 /** What a resumable run needs besides the job's own state. */
@@ -46,18 +43,6 @@ export interface ResumableOptions extends ConnectOptions {
   /** Aborting cancels the upload, or `detach`es from (or `cancel`s) an accepted job. */
   signal?: AbortSignal;
   onAbort: "cancel" | "detach";
-}
-
-/** A result being downloaded: kept across reconnects with its hash so far. */
-interface Download {
-  partial: string;
-  output: string;
-  hash: Hash;
-  received: number;
-  total: number;
-  sha256: string;
-  json: Record<string, unknown>;
-  mediaType: string;
 }
 
 /** Where a resumable job stands on the client's side. */
@@ -345,63 +330,23 @@ class ResumableSession {
   /** Streams the result (or its rest) into the kept partial file, verifies it, acknowledges it. */
   async #download(head: FrameHead): Promise<JobResult> {
     const state = this.#state;
-    const sha256 = str(head.json.sha256);
-    const offset = num(head.json.offset);
-    const total = num(head.json.size) || offset + head.header.payloadSize;
-    let download = state.download;
-    if (!download || offset === 0 || download.sha256 !== sha256) {
-      if (download) await Deno.remove(download.partial).catch(() => {});
-      const output = this.#options.outputFor(head.mediaType, str(head.json.name));
-      download = {
-        partial: partialPath(output),
-        output,
-        hash: sha256Stream(),
-        received: 0,
-        total,
-        sha256,
-        json: head.json,
-        mediaType: head.mediaType,
-      };
-      state.download = download;
-      await Deno.writeFile(download.partial, new Uint8Array());
-    }
-    if (offset !== download.received || offset + head.header.payloadSize !== total) {
-      throw new ConnectionError("The server resumed the result at another offset than asked");
-    }
+    const download = await downloadFor(head, state.download, this.#options.outputFor);
+    state.download = download;
     state.phase = "download";
     state.moved++;
-    {
-      using file = await Deno.open(download.partial, { write: true });
-      await file.truncate(offset);
-      await file.seek(offset, Deno.SeekMode.Start);
-      const d = download;
-      await this.#reader.copyPayload(head.header.payloadSize, async (chunk) => {
-        d.hash.update(chunk);
-        await writeAll(file, chunk);
-        d.received += chunk.length;
-        state.moved++;
-        this.#emit({ stage: "download", received: d.received, total });
-      });
-    }
+    await receivePayload(download, this.#reader, head, () => {
+      state.moved++;
+      this.#emit({ stage: "download", received: download.received, total: download.total });
+    });
     state.download = undefined;
-    if (download.hash.digest("hex") !== sha256) {
-      await Deno.remove(download.partial).catch(() => {});
-      throw new ConnectionError("The result arrived damaged: its SHA-256 does not match");
-    }
-    try {
-      await checkOutputFree(download.output, this.#options.force);
-      await Deno.rename(download.partial, download.output);
-    } catch (err) {
-      await Deno.remove(download.partial).catch(() => {});
-      throw err;
-    }
+    await completeDownload(download, this.#options.force);
     state.result = {
       job: state.job!,
       output: download.output,
       name: str(download.json.name),
       mediaType: download.mediaType,
-      size: total,
-      sha256,
+      size: download.total,
+      sha256: download.sha256,
       stats: (download.json.stats ?? {}) as Record<string, unknown>,
     };
     state.phase = "ack";

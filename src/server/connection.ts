@@ -1,13 +1,24 @@
 import { MmpError } from "../protocol/errors.ts";
 import { FrameError } from "../protocol/frame.ts";
 import { type FrameHead, FrameReader, TruncatedFrameError } from "../protocol/frame_reader.ts";
-import { writeFileFrame, writeFrame } from "../protocol/frame_writer.ts";
 import { ClientGone, type ClientJob } from "../jobs/client_job.ts";
 import { type JobCore, jobLogLine, requestSignature } from "../jobs/core.ts";
 import { toErrorReport } from "../jobs/error_report.ts";
 import { normalizeIp } from "../jobs/ip_slots.ts";
+import {
+  isDisconnect,
+  jobIdOf,
+  noPayload,
+  offsetOf,
+  onlyKeys,
+  resumeMismatch,
+  unknownJob,
+  unknownUpload,
+  uploadIdOf,
+} from "./request_fields.ts";
 import { GuardedSource } from "../jobs/guarded_source.ts";
 import type { JobHolder } from "../jobs/resume_registry.ts";
+import { FrameOutput } from "./frame_output.ts";
 
 /** What every connection shares with the server. */
 export interface ServerContext {
@@ -22,81 +33,6 @@ export interface ServerContext {
   /** Aborted with a `SHUTTING_DOWN` error when the server stops. */
   signal: AbortSignal;
   log: (line: string) => void;
-}
-
-/** How long the server keeps reading (and discarding) after its last frame, so it arrives. */
-const LINGER_MS = 2000;
-
-/** Upload ids: at least 128 bits, as 32 to 64 hex digits. */
-const UPLOAD_ID = /^[0-9a-f]{32,64}$/i;
-/** MMP job ids: 16 hex digits. */
-const JOB_ID = /^[0-9a-f]{16}$/;
-
-function noPayload(head: FrameHead, what: string): void {
-  if (head.header.payloadSize !== 0 || head.header.mediaSize !== 0) {
-    throw new MmpError("BAD_FRAME", `${what} frame must carry no media type and no payload`);
-  }
-}
-
-function onlyKeys(json: Record<string, unknown>, allowed: string[]): void {
-  const extra = Object.keys(json).find((key) => !allowed.includes(key));
-  if (extra !== undefined) {
-    throw new MmpError("BAD_REQUEST", `Unknown argument for ${json.op}: ${extra.slice(0, 40)}`, {
-      solution: `Use only: ${allowed.join(", ")}`,
-    });
-  }
-}
-
-function uploadIdOf(value: unknown): string {
-  if (typeof value !== "string" || !UPLOAD_ID.test(value)) {
-    throw new MmpError("BAD_REQUEST", "The upload field must be 32 to 64 hex digits", {
-      solution: "Choose 16 or more random bytes per file and send them as hex",
-    });
-  }
-  return value.toLowerCase();
-}
-
-function jobIdOf(value: unknown): string {
-  if (typeof value !== "string" || !JOB_ID.test(value)) {
-    throw new MmpError("BAD_REQUEST", "The job field must be the 16 hex digits of a job id", {
-      solution: "Use the job id from the accepted frame (mmp prints it)",
-    });
-  }
-  return value;
-}
-
-function offsetOf(value: unknown): number {
-  if (value === undefined) return 0;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    throw new MmpError(
-      "BAD_REQUEST",
-      "The offset field must be a whole number of bytes, 0 or more",
-    );
-  }
-  return value;
-}
-
-function unknownUpload(): MmpError {
-  return new MmpError(
-    "UNKNOWN_UPLOAD",
-    "This server holds no upload with that id from your address: it expired, was completed or never began",
-  );
-}
-
-function unknownJob(): MmpError {
-  return new MmpError(
-    "UNKNOWN_JOB",
-    "This server has no job with that id from your address: it expired, was delivered or never existed",
-  );
-}
-
-function resumeMismatch(description: string, solution?: string): MmpError {
-  return new MmpError("RESUME_MISMATCH", description, solution ? { solution } : {});
-}
-
-function isDisconnect(err: unknown): boolean {
-  return err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.BrokenPipe ||
-    err instanceof Deno.errors.ConnectionAborted;
 }
 
 /** Serves one connection, which carries one job (or one `info` answer), to its end. Never throws. */
@@ -116,7 +52,7 @@ class Session implements JobHolder {
   readonly #source: GuardedSource;
   readonly #reader: FrameReader;
   readonly #ended = Promise.withResolvers<void>();
-  #writes: Promise<void> = Promise.resolve();
+  readonly #output: FrameOutput;
   #op: string | undefined;
   #job: ClientJob | undefined;
   #payloadSize = 0;
@@ -141,6 +77,7 @@ class Session implements JobHolder {
       signal: ctx.signal,
     });
     this.#reader = new FrameReader(this.#source);
+    this.#output = new FrameOutput(conn, ctx.signal, () => this.#close());
   }
 
   async run(): Promise<void> {
@@ -231,7 +168,7 @@ class Session implements JobHolder {
     const payloadSize = head.header.payloadSize;
     await job.receive((sink) => this.#reader.copyPayload(payloadSize, sink), offset);
     this.#source.disarm();
-    await this.#send({
+    await this.#output.send({
       type: "accepted",
       job: job.id,
       queue_position: job.status().queue_position,
@@ -313,7 +250,7 @@ class Session implements JobHolder {
     const job = this.#ctx.core.resumable.findUpload(this.#ip, uploadId);
     if (!job) throw unknownUpload();
     await this.#take(job, unknownUpload);
-    await this.#send({
+    await this.#output.send({
       type: "resume",
       upload: uploadId,
       offset: job.received,
@@ -334,7 +271,7 @@ class Session implements JobHolder {
     await this.#take(job, unknownJob);
     this.#source.disarm();
     if (job.state === "failed" || job.state === "cancelled") throw job.error;
-    if (job.state !== "done") await this.#send(this.#statusOf(job));
+    if (job.state !== "done") await this.#output.send(this.#statusOf(job));
     await this.#follow(job, offset);
   }
 
@@ -366,26 +303,19 @@ class Session implements JobHolder {
     }
     await this.#release(false);
     this.#finished = true;
-    await this.#send({ type: "ack", job: job.id });
-    await this.#linger();
+    await this.#output.send({ type: "ack", job: job.id });
+    await this.#output.linger();
   }
 
   /** `{"op":"info"}`: no IP slot, no quota; one JSON frame, then the exchange ends. */
   async #answerInfo(head: FrameHead): Promise<void> {
     this.#op = "info";
-    if (head.header.payloadSize !== 0 || head.header.mediaSize !== 0) {
-      throw new MmpError("BAD_FRAME", "An info frame must carry no media type and no payload");
-    }
-    const extra = Object.keys(head.json).find((key) => key !== "op");
-    if (extra !== undefined) {
-      throw new MmpError("BAD_REQUEST", `Unknown argument for info: ${extra.slice(0, 40)}`, {
-        solution: 'Send {"op":"info"} alone',
-      });
-    }
+    noPayload(head, "An info");
+    onlyKeys(head.json, ["op"]);
     const info = await this.#ctx.core.info();
     this.#finished = true;
-    await this.#send(info);
-    await this.#linger();
+    await this.#output.send(info);
+    await this.#output.linger();
   }
 
   /**
@@ -402,8 +332,8 @@ class Session implements JobHolder {
     if (job.uploadId === undefined) return;
     await Promise.race([acked.promise, control]);
     await this.#release(false);
-    await this.#send({ type: "ack", job: job.id });
-    await this.#linger();
+    await this.#output.send({ type: "ack", job: job.id });
+    await this.#output.linger();
   }
 
   async #answerControlFrames(job: ClientJob, onAck: () => void): Promise<never> {
@@ -418,7 +348,7 @@ class Session implements JobHolder {
         continue;
       }
       if (this.#finished) continue;
-      if (head.json.op === "status") await this.#send(this.#statusOf(job));
+      if (head.json.op === "status") await this.#output.send(this.#statusOf(job));
       else if (head.json.op === "cancel") job.cancel();
       else {
         throw new MmpError(
@@ -440,17 +370,6 @@ class Session implements JobHolder {
     };
   }
 
-  /** Runs `write` after every write queued before it, so frames never interleave. */
-  #queueWrite(write: () => Promise<void>): Promise<void> {
-    const done = this.#writes.then(write);
-    this.#writes = done.catch(() => {});
-    return done;
-  }
-
-  #send(json: Record<string, unknown>): Promise<void> {
-    return this.#queueWrite(() => writeFrame(this.#conn, json));
-  }
-
   async #sendResult(job: ClientJob, offset: number): Promise<void> {
     const result = job.describeResult()!;
     const output = job.output!;
@@ -468,9 +387,7 @@ class Session implements JobHolder {
     };
     this.#finished = true;
     try {
-      await this.#queueWrite(() =>
-        writeFileFrame(this.#conn, json, output.format, output.path, { offset })
-      );
+      await this.#output.sendFile(json, output.format, output.path, offset);
     } catch {
       throw new ClientGone(); // mid-payload: an error frame now would corrupt the stream
     }
@@ -479,7 +396,7 @@ class Session implements JobHolder {
       return;
     }
     await this.#release(false);
-    await this.#linger();
+    await this.#output.linger();
   }
 
   /** Sends the error frame (unless the client is gone) and returns the code for the log. */
@@ -489,33 +406,11 @@ class Session implements JobHolder {
     this.#finished = true;
     await this.#release(keep);
     try {
-      await this.#send(frame);
-      await this.#linger();
+      await this.#output.send(frame);
+      await this.#output.linger();
     } catch { /* the client went away first */ }
     return frame.code;
   }
-  /**
-   * Half-closes and discards what the client still sends for a moment. Closing with unread bytes
-   * would send a TCP reset, which can destroy the last frame before the client reads it.
-   */
-  async #linger(): Promise<void> {
-    this.#conn.closeWrite();
-    const deadline = performance.now() + LINGER_MS;
-    const stop = () => this.#close();
-    const timer = setTimeout(stop, LINGER_MS);
-    this.#ctx.signal.addEventListener("abort", stop, { once: true });
-    try {
-      while (performance.now() < deadline) {
-        if ((await this.#conn.read(new Uint8Array(65536))) === null) break;
-      }
-    } catch {
-      /* closed by the timer or reset by the client */
-    } finally {
-      clearTimeout(timer);
-      this.#ctx.signal.removeEventListener("abort", stop);
-    }
-  }
-
   /**
    * Lets go of the job once: a resumable one is parked when `keep` (or left alone when another
    * connection took it over); otherwise it ends and frees everything it held: ffmpeg, files, quota,
