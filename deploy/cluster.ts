@@ -147,7 +147,9 @@ frontend mmp
 
 backend nodes
   balance leastconn
-  default-server check inter 500ms fall 2 rise 1 agent-check agent-inter 500ms send-proxy-v2 check-send-proxy maxconn ${options.maxconn}
+  # weight 100: the agent's "up N%" scales it, and 1 % of the default weight 1 would be 0, a weight
+  # HAProxy sends nothing to and, when it rises again, does not hand its queued clients on to.
+  default-server check inter 500ms fall 2 rise 1 agent-check agent-inter 500ms send-proxy-v2 check-send-proxy maxconn ${options.maxconn} weight 100
 ${servers.join("\n")}
 `;
 }

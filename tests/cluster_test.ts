@@ -392,6 +392,32 @@ Deno.test({
 });
 
 Deno.test({
+  name: "clients beyond every node's maxconn wait in HAProxy's queue, then all finish",
+  ignore: missing.length > 0,
+  fn: async () => {
+    await using dir = await tempDir();
+    const sound = await makeSound(join(dir.path, "sound.mkv"), 120);
+    // One job per node at a time: the others queue in HAProxy while every agent says "up 1%".
+    await using cluster = await startCluster({ nodes: 2, maxconnPerNode: 1, cpus: 1 });
+    const stuck = AbortSignal.timeout(60_000);
+    const jobs = Array.from({ length: 6 }, (_, i) =>
+      runJob({
+        hostname: "127.0.0.1",
+        port: cluster.port,
+        localAddress: `127.0.13.${i + 1}`,
+        request: { op: "audio" },
+        input: sound,
+        output: join(dir.path, `queued-${i}.mp3`),
+        pollMs: 200,
+        signal: stuck,
+      }));
+    const results = await Promise.allSettled(jobs);
+    assert.ok(!stuck.aborted, "queued clients were never handed on to a node");
+    assert.deepEqual(results.map((r) => r.status), Array(6).fill("fulfilled"));
+  },
+});
+
+Deno.test({
   name: "deploy/haproxy.cfg is a valid HAProxy configuration",
   ignore: missing.length > 0,
   fn: async () => {

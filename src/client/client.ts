@@ -16,7 +16,7 @@ import {
   uploadWatchingAnswer,
 } from "./common.ts";
 import { mediaTypeOf, newUploadId, runResumable, sendOnce } from "./resumable.ts";
-import { type ClientConn, type ConnectOptions, connectTo } from "./socket.ts";
+import { type ClientConn, closeQuietly, type ConnectOptions, connectTo } from "./socket.ts";
 
 export {
   type ClientEvent,
@@ -117,7 +117,7 @@ export async function runJob(options: RunJobOptions): Promise<JobResult> {
     if (err instanceof ConnectionError) throw err;
     throw new ConnectionError(`The connection broke: ${(err as Error).message}`, { cause: err });
   } finally {
-    conn.close();
+    closeQuietly(conn);
   }
 }
 
@@ -153,11 +153,33 @@ class ClientSession {
     return head;
   }
 
-  /** Sends the request and payload while watching for an early answer; returns `accepted`. */
+  /**
+   * Sends the request and payload while watching for an early answer; returns `accepted`. Aborting
+   * closes the connection (the server then keeps nothing), even where the upload waits for room.
+   */
   async #upload(sha256: string, size: number): Promise<FrameHead> {
-    const { request, input } = this.#options;
+    const { request, input, signal } = this.#options;
     const mediaType = this.#options.mediaType ?? mediaTypeOf(input);
-    return await uploadWatchingAnswer(
+    const stop = () => closeQuietly(this.#conn);
+    signal?.addEventListener("abort", stop, { once: true });
+    try {
+      return await this.#send(request, sha256, size, input, mediaType);
+    } catch (err) {
+      if (!signal?.aborted) throw err;
+      throw new ServerError("CANCELLED", "The upload was cancelled as you asked", "Nothing to do");
+    } finally {
+      signal?.removeEventListener("abort", stop);
+    }
+  }
+
+  #send(
+    request: Record<string, unknown>,
+    sha256: string,
+    size: number,
+    input: string,
+    mediaType: string,
+  ): Promise<FrameHead> {
+    return uploadWatchingAnswer(
       this.#nextFrame(),
       (signal) =>
         writeFileFrame(

@@ -23,7 +23,7 @@ import {
   uploadWatchingAnswer,
 } from "./common.ts";
 import { completeDownload, type Download, downloadFor, receivePayload } from "./result_download.ts";
-import { type ClientConn, type ConnectOptions, connectTo } from "./socket.ts";
+import { type ClientConn, closeQuietly, type ConnectOptions, connectTo } from "./socket.ts";
 
 /** What a resumable run needs besides the job's own state. */
 export interface ResumableOptions extends ConnectOptions {
@@ -161,13 +161,6 @@ export async function sendOnce(
     clearTimeout(timer);
     closeQuietly(conn);
   }
-}
-
-/** Closes a connection that may be closed already. */
-function closeQuietly(conn: ClientConn | undefined): void {
-  try {
-    conn?.close();
-  } catch { /* closed already */ }
 }
 
 /** One connection's share of a resumable run. */

@@ -112,3 +112,10 @@ class NodeConn implements ClientConn {
     this.close();
   }
 }
+
+/** Closes a connection that may be closed already. */
+export function closeQuietly(conn: ClientConn | undefined): void {
+  try {
+    conn?.close();
+  } catch { /* closed already */ }
+}
