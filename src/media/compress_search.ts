@@ -15,7 +15,7 @@ export interface Lane {
 import type { Metric } from "./metric.ts";
 import { inputArgs, type JobContext } from "./operation.ts";
 import { type MediaInfo, probe } from "./probe.ts";
-import { encodedPixFmt, EVEN_SIDES } from "./video.ts";
+import { EVEN_SIDES } from "./video.ts";
 
 /**
  * Sampling: the probes see a fifth of the video (1…8 s, in up to 4 pieces of 2 s where it is long
@@ -180,8 +180,7 @@ export class Search {
     const started = performance.now();
     // deno-fmt-ignore
     await runFfmpeg([
-      ...inputArgs(this.#samples.path), ...encoder.args(crf, preset),
-      "-pix_fmt", encodedPixFmt(8, encoder.encoder),
+      ...inputArgs(this.#samples.path), ...encoder.args(crf, preset), "-pix_fmt", "yuv420p",
       ...(this.#extraArgs?.(encoder) ?? []), "-fps_mode", "passthrough", "-an", path,
     ], { ffmpeg: this.#ctx.tools.ffmpeg, signal: this.#ctx.signal });
     const seconds = (performance.now() - started) / 1000;

@@ -34,13 +34,6 @@ export const HIGH_BIT_DEPTH_ENCODERS: ReadonlySet<string> = new Set([
   "prores_ks",
 ]);
 
-/**
- * Encoders that get 10-bit pictures from 8-bit sources too. SVT-AV1 at 10 bits is 0.88–0.99× the
- * size at equal VMAF on the corpus (5 clips, preset 10, geomean 0.95×; docs/compress.md) in about
- * the same time, and 10-bit 4:2:0 is AV1's Main profile, which every AV1 decoder plays.
- */
-export const TEN_BIT_ENCODERS: ReadonlySet<string> = new Set(["libsvtav1"]);
-
 /** One output format. */
 export interface OutputFormat {
   /** The format's name as the protocol uses it: a file extension (`mkv`, `mp3`). */

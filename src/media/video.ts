@@ -7,7 +7,6 @@ import {
   OUTPUT_FORMATS,
   type OutputFormat,
   parseFormat,
-  TEN_BIT_ENCODERS,
 } from "./formats.ts";
 import { inputArgs, type JobContext } from "./operation.ts";
 import type { HdrMetadata, MediaInfo, StreamInfo } from "./probe.ts";
@@ -97,22 +96,13 @@ export function videoCodecArgs(format: OutputFormat, quality: Quality = "high"):
 }
 
 /**
- * The pixel format `encoder` writes for a source of `bitDepth` bits: 10-bit 4:2:0 where it keeps
- * deep sources or gains from 10 bits ({@linkcode TEN_BIT_ENCODERS}), else 8-bit 4:2:0.
- */
-export function encodedPixFmt(bitDepth: number, encoder: string): "yuv420p10le" | "yuv420p" {
-  const deep = HIGH_BIT_DEPTH_ENCODERS.has(encoder) &&
-    (bitDepth > 8 || TEN_BIT_ENCODERS.has(encoder));
-  return deep ? "yuv420p10le" : "yuv420p";
-}
-
-/**
  * Picture options for the main video's encoder: the source's bit depth where the encoder can keep
  * it (10-bit in, 10-bit out), else 8-bit 4:2:0; and the source's colour description, so HDR and
  * wide-gamut video is still tagged as such.
  */
 export function pictureArgs(video: StreamInfo, encoder: string): string[] {
-  const args = ["-pix_fmt:v:0", encodedPixFmt(video.bitDepth ?? 8, encoder)];
+  const deep = (video.bitDepth ?? 8) > 8 && HIGH_BIT_DEPTH_ENCODERS.has(encoder);
+  const args = ["-pix_fmt:v:0", deep ? "yuv420p10le" : "yuv420p"];
   // An RGB source is converted to YUV on the way: its "gbr" matrix and full range do not apply.
   const yuv = /^(yuv|nv|p0|yuyv|uyvy)/.test(video.pixFmt ?? "yuv");
   const tags: [string, string | undefined][] = [
