@@ -1,5 +1,5 @@
-import assert from "node:assert/strict";
 /** Helpers for end-to-end tests: generated media, a real server on port 0, raw MMP connections. */
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { type MmpServer, serve, type ServeOptions } from "../src/server/server.ts";

@@ -158,12 +158,11 @@ class ClientSession {
    * closes the connection (the server then keeps nothing), even where the upload waits for room.
    */
   async #upload(sha256: string, size: number): Promise<FrameHead> {
-    const { request, input, signal } = this.#options;
-    const mediaType = this.#options.mediaType ?? mediaTypeOf(input);
+    const signal = this.#options.signal;
     const stop = () => closeQuietly(this.#conn);
     signal?.addEventListener("abort", stop, { once: true });
     try {
-      return await this.#send(request, sha256, size, input, mediaType);
+      return await this.#send(sha256, size);
     } catch (err) {
       if (!signal?.aborted) throw err;
       throw new ServerError("CANCELLED", "The upload was cancelled as you asked", "Nothing to do");
@@ -172,13 +171,9 @@ class ClientSession {
     }
   }
 
-  #send(
-    request: Record<string, unknown>,
-    sha256: string,
-    size: number,
-    input: string,
-    mediaType: string,
-  ): Promise<FrameHead> {
+  #send(sha256: string, size: number): Promise<FrameHead> {
+    const { request, input } = this.#options;
+    const mediaType = this.#options.mediaType ?? mediaTypeOf(input);
     return uploadWatchingAnswer(
       this.#nextFrame(),
       (signal) =>

@@ -40,9 +40,9 @@ export const QUALITY_ANCHORS: Readonly<Record<CompressQuality, number>> = {
  * the samples' noise). On SSIM (decibels): how far the SSIM of AV1 and HEVC at the anchor's VMAF sat
  * from x264's, calibrated on the real-footage corpus (`deno task bench:calibrate`, docs/compress.md):
  * from −1.6 dB (a drone shot: SSIM under-rates AV1) to +0.5 dB (an uncompressed handheld source:
- * SSIM over-rates it). The offset is set so that the worst clip still lands
- * within 1 VMAF point of x264 (the target's tolerance); with +0.3 dB (and probes at preset 12) AV1
- * lost to x264 on 7 of 8 clips of a full run, where SSIM under-rates it.
+ * SSIM over-rates it). The offset is set so that the worst clip still lands within 1 VMAF point of
+ * x264 (the target's tolerance); with +0.3 dB (and probes at preset 12) AV1 lost to x264 on 7 of 8
+ * clips of a full run, where SSIM under-rates it.
  */
 export const METRIC_OFFSETS: Readonly<Record<MetricName, Readonly<Record<Codec, number>>>> = {
   vmaf: { av1: 0, hevc: 0, h264: 0 },
