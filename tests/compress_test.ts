@@ -219,6 +219,26 @@ Deno.test("compress returns the input itself when nothing beats it", async () =>
   }
 });
 
+Deno.test("an upload as small as ffmpeg's default encode is kept after one probe", async () => {
+  await using dir = await tempDir();
+  await using srv = await startServer();
+  // ffmpeg's default encode already; FLV takes no AV1, so x264 at the anchor is the only answer.
+  const input = await makeMedia(join(dir.path, "default.flv"), {
+    duration: 8,
+    codecArgs: ["-c:v", "libx264", "-preset", "medium", "-crf", "23", "-c:a", "aac"],
+  });
+  const output = join(dir.path, "default-out.flv");
+  const result = await compressJob(srv, input, output, { op: "compress", format: "flv" });
+  assert.equal(result.stats.kept_input, true, JSON.stringify(result.stats));
+  assert.match(String(result.stats.reason), /default encode would be about as big/);
+  // The anchor's probe decided it: no other probe, no final encode.
+  assert.equal(result.stats.probe_count, 1);
+  assert.equal(result.stats.strategy, "sampled");
+  assert.ok(Math.abs(Number(result.stats.input_rate_ratio) - 1) < 0.2);
+  assert.deepEqual(await Deno.readFile(output), await Deno.readFile(input));
+  assert.deepEqual(await storageSettles(srv.storageDir), []);
+});
+
 Deno.test("compress crops an odd-sided video to even sides instead of failing", async () => {
   await using dir = await tempDir();
   await using srv = await startServer();
