@@ -45,18 +45,8 @@ export async function writeSection(path: string, name: string, body: string): Pr
   text = from >= 0 && to > from
     ? text.slice(0, from) + block + text.slice(to + end.length)
     : `${text.trimEnd()}\n\n${block}\n`;
+  // Not run through `deno fmt`: deno.json leaves the generated report out of its checks.
   await Deno.writeTextFile(path, text);
-  await formatDocs(path);
-}
-
-/** Runs `deno fmt` on report files, so that CI's `deno fmt --check` passes after a bench run. */
-export async function formatDocs(...paths: string[]): Promise<void> {
-  await new Deno.Command(Deno.execPath(), {
-    args: ["fmt", "--quiet", ...paths],
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).output();
 }
 
 /** Date, machine and tool versions for a report header. */

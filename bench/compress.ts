@@ -15,7 +15,7 @@ import { measureSsim } from "../src/media/ssim.ts";
 import { hasLibvmaf, measureVmaf, type VmafScores } from "../src/media/vmaf.ts";
 import { type MmpServer, serve } from "../src/server/server.ts";
 import { type Clip, corpusClips } from "./corpus.ts";
-import { ffmpeg, formatDocs, geomean, machineLine, scratch, writeSection } from "./_common.ts";
+import { ffmpeg, geomean, machineLine, scratch, writeSection } from "./_common.ts";
 
 /** Generated clips of several kinds (grain, text, flat colour, …) for the quick run. */
 async function generateClips(dir: string): Promise<Clip[]> {
@@ -370,7 +370,6 @@ if (import.meta.main) {
   console.log(summaries.join("\n\n"));
   if (!options.quick && !options.only && !options.budget) {
     await Deno.writeTextFile("docs/compress_chart.svg", chart(rows));
-    await formatDocs("docs/compress_chart.svg");
     await writeSection(
       "docs/benchmarks.md",
       "compress",
