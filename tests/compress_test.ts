@@ -219,7 +219,7 @@ Deno.test("compress returns the input itself when nothing beats it", async () =>
   }
 });
 
-Deno.test("an upload as small as ffmpeg's default encode is kept after one probe", async () => {
+Deno.test("an upload as small as ffmpeg's default encode is kept after one unscored probe", async () => {
   await using dir = await tempDir();
   await using srv = await startServer();
   // ffmpeg's default encode already; FLV takes no AV1, so x264 at the anchor is the only answer.
@@ -231,8 +231,10 @@ Deno.test("an upload as small as ffmpeg's default encode is kept after one probe
   const result = await compressJob(srv, input, output, { op: "compress", format: "flv" });
   assert.equal(result.stats.kept_input, true, JSON.stringify(result.stats));
   assert.match(String(result.stats.reason), /default encode would be about as big/);
-  // The anchor's probe decided it: no other probe, no final encode.
+  // The anchor's probe decided it: no other probe, no final encode, and no score either, since
+  // no other codec was compared with it.
   assert.equal(result.stats.probe_count, 1);
+  assert.equal(result.stats.anchor_score, undefined);
   assert.equal(result.stats.strategy, "sampled");
   assert.ok(Math.abs(Number(result.stats.input_rate_ratio) - 1) < 0.2);
   assert.deepEqual(await Deno.readFile(output), await Deno.readFile(input));

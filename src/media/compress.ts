@@ -330,7 +330,7 @@ function settle(search: Search, lane: Lane, target: number, reuse: boolean): Cho
 async function searchAll(
   encoders: readonly Encoder[],
   job: LaneJob,
-  targetOf: (codec: Codec) => number,
+  targetOf: (codec: Codec) => Promise<number>,
   anchorSpeed: number,
 ): Promise<Choice[]> {
   const choices: Choice[] = [];
@@ -344,7 +344,7 @@ async function searchAll(
     const lane = { encoder, preset: preset.preset };
     const start = Math.min(encoder.maxCrf, encoder.startCrf + preset.startShift);
     try {
-      const choice = await searchLane(lane, start, targetOf(encoder.codec), job);
+      const choice = await searchLane(lane, start, await targetOf(encoder.codec), job);
       if (choice) choices.push(choice);
     } catch (err) {
       // An encoder that cannot take this input (SVT-AV1 needs 64×64 at least): the others answer.
@@ -384,7 +384,9 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
       },
       ...(reusable ? { extraArgs: (e: Encoder) => pictureArgs(video, e.encoder) } : {}),
     });
-    anchor = await search.probe(anchorLane, QUALITY_ANCHORS[request.quality]);
+    // Scored only when another codec is searched against it (a 1080p anchor's VMAF took 20 s):
+    // when the budget leaves x264 alone, the anchor is the answer whatever it scores.
+    anchor = await search.probe(anchorLane, QUALITY_ANCHORS[request.quality], { scored: false });
   } catch (err) {
     // ffprobe read the file, but a full decode failed: the upload is still the best answer.
     if (!(err instanceof FfmpegError)) throw err;
@@ -406,16 +408,19 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
       ...(anchor.path ? { probe: anchor } : {}),
     },
   };
-  const targetOf = (codec: Codec) =>
-    metric.linear(anchor.score) + METRIC_OFFSETS[metric.name][codec];
+  const targetOf = async (codec: Codec) => {
+    await search.score(anchor);
+    job.anchor.score = anchor.score;
+    return metric.linear(anchor.score) + METRIC_OFFSETS[metric.name][codec];
+  };
   const choices = await searchAll(encoders, job, targetOf, anchor.speed);
   Object.assign(stats, {
     strategy: samples.whole ? "whole-clip" : "sampled",
-    anchor_score: round(anchor.score),
+    ...measured("anchor_score", anchor.score),
     probe_count: search.probes.length,
-    probes: search.probes.map(({ path: _, ...p }) => ({
+    probes: search.probes.map(({ path: _, score, ...p }) => ({
       ...p,
-      score: round(p.score),
+      ...measured("score", score),
       speed: round(p.speed, 2),
     })),
     default_seconds_estimate: round(budget.defaultSeconds, 2),
@@ -447,8 +452,10 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     codec: pick.lane.encoder.codec,
     crf: pick.crf,
     preset: pick.lane.preset,
-    target_score: round(metric.fromLinear(targetOf(pick.lane.encoder.codec))),
-    score: round(pick.score),
+    ...(Number.isNaN(pick.score) ? {} : {
+      target_score: round(metric.fromLinear(await targetOf(pick.lane.encoder.codec))),
+      score: round(pick.score),
+    }),
     search_seconds: round(budget.spent, 2),
   });
   return await encodeWhole(request, ctx, { video, container, pick, inputBytes, budget, stats });
@@ -511,6 +518,11 @@ async function encodeWhole(
   }
   stats.size_ratio = round(outputBytes / job.inputBytes);
   return { path: output, format: container.format, stats: { ...stats, kept_input: false } };
+}
+
+/** `{ [key]: value }` rounded, or nothing for a score that was not measured (NaN). */
+function measured(key: string, value: number): Record<string, number> {
+  return Number.isNaN(value) ? {} : { [key]: round(value) };
 }
 
 function round(value: number, digits = 4): number {

@@ -36,7 +36,7 @@ export interface Probe {
   codec: Encoder["codec"];
   crf: number;
   preset: string;
-  /** The search metric's score. */
+  /** The search metric's score; NaN while not measured (see `Search.score`). */
   score: number;
   /** Size of the encoded samples, keyframes weighted as in a full encode. */
   bytes: number;
@@ -203,6 +203,8 @@ export class Search {
   #ctx: JobContext;
   #samples: Samples;
   #onProbe: () => void;
+  /** Probes measured without a score, and their files. */
+  #unscored = new Map<Probe, string>();
   /**
    * Options every probe of an encoder adds: the result's picture tags, given when the samples are
    * the whole video and a probe may be the result itself (its file is then kept).
@@ -225,8 +227,11 @@ export class Search {
     if (options.extraArgs) this.#extraArgs = options.extraArgs;
   }
 
-  /** Encodes the samples at `crf` and scores them. */
-  async probe({ encoder, preset }: Lane, crf: number): Promise<Probe> {
+  /**
+   * Encodes the samples at `crf` and scores them. `{ scored: false }` measures its size only and
+   * leaves the score (NaN) to {@linkcode Search.score}, for a probe that may need none.
+   */
+  async probe({ encoder, preset }: Lane, crf: number, { scored = true } = {}): Promise<Probe> {
     const known = this.probes.find((p) =>
       p.codec === encoder.codec && p.crf === crf && p.preset === preset
     );
@@ -244,16 +249,33 @@ export class Search {
     // borrower may overlap the next encode a little; the CPU idles less).
     this.#ctx.useThreads?.(1);
     const [score, bytes] = await Promise.all([
-      this.metric.score(path, this.#samples.path, this.#scoreOptions()),
+      scored ? this.metric.score(path, this.#samples.path, this.#scoreOptions()) : NaN,
       this.#sizeAsInFullEncode(path),
     ]).finally(() => this.#ctx.useThreads?.());
-    if (!this.#extraArgs) await Deno.remove(path);
     const speed = this.#samples.seconds / Math.max(seconds, 0.001);
     const result: Probe = { codec: encoder.codec, crf, preset, score, bytes, speed };
     if (this.#extraArgs) result.path = path;
+    if (scored) await this.#done(path);
+    else this.#unscored.set(result, path);
     this.probes.push(result);
     this.#onProbe();
     return result;
+  }
+
+  /** Scores a probe made with `{ scored: false }`, once. */
+  async score(probe: Probe): Promise<void> {
+    const path = this.#unscored.get(probe);
+    if (path === undefined) return;
+    this.#unscored.delete(probe);
+    this.#ctx.useThreads?.(1);
+    probe.score = await this.metric.score(path, this.#samples.path, this.#scoreOptions())
+      .finally(() => this.#ctx.useThreads?.());
+    await this.#done(path);
+  }
+
+  /** Deletes a measured probe's file, unless it may be the result (see `extraArgs`). */
+  async #done(path: string): Promise<void> {
+    if (!this.#extraArgs) await Deno.remove(path);
   }
 
   #scoreOptions() {
