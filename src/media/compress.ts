@@ -78,9 +78,9 @@ const HOPELESS_RATIO = 1.25;
 /**
  * When the best answer is x264 at the anchor, which is ffmpeg's default encode itself, and it is
  * predicted at this share of the input or more, the input is kept without the final encode: the
- * corrected predictions land within −8…+7 % of x264's actual size on the corpus, a re-encode would
- * save a few per cent at most, and it would cost a full encode and a generation of loss (an x264
- * upload measured 1.0× realtime re-encoded, 2× kept).
+ * corrected predictions land within −6…+8 % of x264's actual size on the corpus, a re-encode would
+ * save a few per cent at most, and it would cost a full encode and a generation of loss (the 10 s
+ * x264 wave of the corpus: 1.0× realtime re-encoded, 1.9× kept).
  */
 const EFFICIENT_INPUT_RATIO = 0.9;
 /** Audio at or below this bitrate in an efficient codec is kept as it is. */
