@@ -369,7 +369,11 @@ function describeResult(result: JobResult): string {
   const ratio = Number(result.stats.input_bytes) > 0
     ? ` (${Math.round((result.size / Number(result.stats.input_bytes)) * 100)}% of the input)`
     : "";
-  return `wrote ${result.output}: ${formatBytes(result.size)}${ratio}`;
+  // compress may answer with the upload itself; say so and why, or the user sees only "100%".
+  const kept = result.stats.kept_input === true && typeof result.stats.reason === "string"
+    ? `; the input itself: ${result.stats.reason}`
+    : "";
+  return `wrote ${result.output}: ${formatBytes(result.size)}${ratio}${kept}`;
 }
 
 /** Server, address, poll interval and retries: the options every client verb shares. */

@@ -128,6 +128,20 @@ Deno.test("mmp serve prints its address and stops cleanly on SIGTERM", async () 
   assert.match(stderr, /stopping: draining/);
 });
 
+Deno.test("mmp compress says when it returns the input itself, and why", async () => {
+  await using dir = await tempDir();
+  await using srv = await startServer();
+  // ffmpeg's default encode already, in FLV (no AV1 there): nothing smaller at the same quality.
+  const input = await makeMedia(join(dir.path, "default.flv"), {
+    duration: 8,
+    codecArgs: ["-c:v", "libx264", "-preset", "medium", "-crf", "23", "-c:a", "aac"],
+  });
+  const server = ["--server", `127.0.0.1:${srv.port}`, "--poll", "200ms"];
+  const run = await runCli(["compress", input, "--format", "flv", ...server]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /\(100% of the input\); the input itself: ffmpeg's default encode/);
+});
+
 Deno.test("every client verb runs end to end from the command line", async (t) => {
   await using dir = await tempDir();
   await using srv = await startServer();
