@@ -52,6 +52,17 @@ export async function makeMedia(path: string, spec: MediaSpec = {}): Promise<str
   return path;
 }
 
+/**
+ * An 8 s FLV that is ffmpeg's default encode already (x264 medium, CRF 23): FLV takes no AV1, so
+ * compress has nothing smaller at the same quality and returns it as it is.
+ */
+export function makeDefaultEncodeFlv(dir: string): Promise<string> {
+  return makeMedia(join(dir, "default.flv"), {
+    duration: 8,
+    codecArgs: ["-c:v", "libx264", "-preset", "medium", "-crf", "23", "-c:a", "aac"],
+  });
+}
+
 /** Runs ffmpeg quietly (overwriting outputs); throws with its log on failure. */
 export async function ffmpeg(args: string[]): Promise<void> {
   const { success, stderr } = await new Deno.Command("ffmpeg", {

@@ -4,6 +4,7 @@ import {
   buildPermissions,
   join,
   listDir,
+  makeDefaultEncodeFlv,
   makeMedia,
   probeFile,
   spawnServer,
@@ -131,11 +132,7 @@ Deno.test("mmp serve prints its address and stops cleanly on SIGTERM", async () 
 Deno.test("mmp compress says when it returns the input itself, and why", async () => {
   await using dir = await tempDir();
   await using srv = await startServer();
-  // ffmpeg's default encode already, in FLV (no AV1 there): nothing smaller at the same quality.
-  const input = await makeMedia(join(dir.path, "default.flv"), {
-    duration: 8,
-    codecArgs: ["-c:v", "libx264", "-preset", "medium", "-crf", "23", "-c:a", "aac"],
-  });
+  const input = await makeDefaultEncodeFlv(dir.path);
   const server = ["--server", `127.0.0.1:${srv.port}`, "--poll", "200ms"];
   const run = await runCli(["compress", input, "--format", "flv", ...server]);
   assert.equal(run.code, 0, run.stderr);

@@ -4,6 +4,7 @@ import { measureSsim } from "../src/media/ssim.ts";
 import {
   ffmpeg,
   join,
+  makeDefaultEncodeFlv,
   makeMedia,
   probeFile,
   startServer,
@@ -222,11 +223,7 @@ Deno.test("compress returns the input itself when nothing beats it", async () =>
 Deno.test("an upload as small as ffmpeg's default encode is kept after one unscored probe", async () => {
   await using dir = await tempDir();
   await using srv = await startServer();
-  // ffmpeg's default encode already; FLV takes no AV1, so x264 at the anchor is the only answer.
-  const input = await makeMedia(join(dir.path, "default.flv"), {
-    duration: 8,
-    codecArgs: ["-c:v", "libx264", "-preset", "medium", "-crf", "23", "-c:a", "aac"],
-  });
+  const input = await makeDefaultEncodeFlv(dir.path);
   const output = join(dir.path, "default-out.flv");
   const result = await compressJob(srv, input, output, { op: "compress", format: "flv" });
   assert.equal(result.stats.kept_input, true, JSON.stringify(result.stats));
