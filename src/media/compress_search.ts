@@ -148,7 +148,7 @@ export async function extractSamples(ctx: JobContext): Promise<Samples> {
     keyframes: (fullEncodeKeyframes * seconds) / duration,
     whole,
     inputRateRatio: rates?.ratio ?? 1,
-    ...(rates ? { inputVideoBytes: rates.videoBytes } : {}),
+    ...(rates?.videoBytes ? { inputVideoBytes: rates.videoBytes } : {}),
   };
 }
 
@@ -173,14 +173,21 @@ async function sampledRates(
   ], ctx.signal);
   // Plain number arrays, no object per packet: four hours at 60 fps is 864,000 packets.
   const times: number[] = [], sizes: number[] = [], keys: boolean[] = [];
-  let first = Infinity, last = -Infinity, videoBytes = 0;
+  let videoBytes = 0;
   for (const [, pts, dts, size, flags] of packets.matchAll(/^([^,\n]*),([^,\n]*),(\d+),(.*)$/gm)) {
-    const time = Number(pts === "N/A" ? dts : pts), bytes = Number(size);
-    if (!Number.isFinite(time) || !(bytes > 0)) continue;
-    times.push(time), sizes.push(bytes), keys.push(flags!.startsWith("K"));
-    [first, last] = [Math.min(first, time), Math.max(last, time)];
+    const bytes = Number(size);
+    if (!(bytes > 0)) continue;
+    times.push(Number(pts === "N/A" ? dts : pts)),
+      sizes.push(bytes),
+      keys.push(flags!.startsWith("K"));
     videoBytes += bytes;
   }
+  // Elementary streams (.h264, .m2v) carry no timestamps: packets are then spread evenly.
+  if (times.some((time) => !Number.isFinite(time))) {
+    times.forEach((_, i) => times[i] = (i / times.length) * ctx.info.duration);
+  }
+  let first = Infinity, last = -Infinity;
+  for (const time of times) [first, last] = [Math.min(first, time), Math.max(last, time)];
   const skipKeys = keys.includes(false);
   let all = 0, sampled = 0;
   for (let i = 0; i < times.length; i++) {
