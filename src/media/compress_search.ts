@@ -171,10 +171,22 @@ async function sampledRates(
     "-show_entries", "packet=pts_time,dts_time,size,flags", "-of", "csv=p=0",
     ...inputArgs(ctx.input, ctx.demuxer),
   ], ctx.signal);
+  return rateRatio(packets, { starts, length }, ctx.info.duration);
+}
+
+/**
+ * {@linkcode sampledRates} from ffprobe's `pts_time,dts_time,size,flags` CSV of the video's
+ * packets, the sample plan and the video's duration.
+ */
+export function rateRatio(
+  csv: string,
+  { starts, length }: { starts: number[]; length: number },
+  duration: number,
+): { ratio: number; videoBytes: number } {
   // Plain number arrays, no object per packet: four hours at 60 fps is 864,000 packets.
   const times: number[] = [], sizes: number[] = [], keys: boolean[] = [];
   let videoBytes = 0;
-  for (const [, pts, dts, size, flags] of packets.matchAll(/^([^,\n]*),([^,\n]*),(\d+),(.*)$/gm)) {
+  for (const [, pts, dts, size, flags] of csv.matchAll(/^([^,\n]*),([^,\n]*),(\d+),(.*)$/gm)) {
     const bytes = Number(size);
     if (!(bytes > 0)) continue;
     times.push(Number(pts === "N/A" ? dts : pts)),
@@ -184,7 +196,7 @@ async function sampledRates(
   }
   // Elementary streams (.h264, .m2v) carry no timestamps: packets are then spread evenly.
   if (times.some((time) => !Number.isFinite(time))) {
-    times.forEach((_, i) => times[i] = (i / times.length) * ctx.info.duration);
+    times.forEach((_, i) => times[i] = (i / times.length) * duration);
   }
   let first = Infinity, last = -Infinity;
   for (const time of times) [first, last] = [Math.min(first, time), Math.max(last, time)];

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { samplePlan } from "./compress_search.ts";
+import { rateRatio, samplePlan } from "./compress_search.ts";
 import { ssimDb } from "./metric.ts";
 
 Deno.test("samplePlan: short videos whole, then a fifth of them, capped at 8 s", () => {
@@ -25,4 +25,33 @@ Deno.test("ssimDb spreads SSIM near 1 on a linear scale", () => {
   assert.ok(Math.abs(ssimDb(0.99) - 20) < 1e-9);
   assert.ok(Math.abs(ssimDb(0.999) - 30) < 1e-9);
   assert.equal(ssimDb(1), 60);
+});
+
+/** ffprobe's packet CSV: one packet per second of `bytes[i]`, the first a keyframe. */
+function packets(bytes: number[], time = (i: number) => i.toFixed(6)): string {
+  return bytes.map((b, i) => `${time(i)},${time(i)},${b},${i === 0 ? "K_" : "__"}`).join("\n");
+}
+
+Deno.test("rateRatio: the pieces' bitrate against the whole, keyframes left out", () => {
+  const plan = { starts: [4], length: 2 };
+  // Seconds 4 and 5 carry twice the rest: the pieces are busier than the video.
+  const busy = [100, 10, 10, 10, 20, 20, 10, 10, 10, 10];
+  const { ratio, videoBytes } = rateRatio(packets(busy), plan, 10);
+  // Keyframe out: 20 bytes/s in the pieces against 110 bytes over the 9 s the packets span.
+  assert.ok(Math.abs(ratio - 20 / (110 / 9)) < 1e-9, String(ratio));
+  assert.equal(videoBytes, 210);
+  // Even packets: 1, whatever the keyframe weighs.
+  assert.equal(rateRatio(packets([500, 10, 10, 10, 10, 10, 10, 10, 10, 10]), plan, 10).ratio, 1);
+});
+
+Deno.test("rateRatio: elementary streams without timestamps, clamps and nothing known", () => {
+  const plan = { starts: [4], length: 2 };
+  const na = packets([10, 10, 10, 10, 40, 40, 10, 10, 10, 10], () => "N/A");
+  // No timestamps: spread evenly over the duration, so the busy packets still land in the piece.
+  assert.ok(rateRatio(na, plan, 10).ratio > 2 - 1e-9);
+  assert.equal(rateRatio(na, plan, 10).videoBytes, 160);
+  // Clamped to 0.5…2, and 1 when nothing falls in the pieces or nothing was read.
+  assert.equal(rateRatio(packets([10, 1, 1, 1, 1000, 1000, 1, 1, 1, 1]), plan, 10).ratio, 2);
+  assert.deepEqual(rateRatio("", plan, 10), { ratio: 1, videoBytes: 0 });
+  assert.equal(rateRatio(packets([10, 10, 10]), plan, 10).ratio, 1);
 });
