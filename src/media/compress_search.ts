@@ -189,9 +189,9 @@ export function rateRatio(
   for (const [, pts, dts, size, flags] of csv.matchAll(/^([^,\n]*),([^,\n]*),(\d+),(.*)$/gm)) {
     const bytes = Number(size);
     if (!(bytes > 0)) continue;
-    times.push(Number(pts === "N/A" ? dts : pts)),
-      sizes.push(bytes),
-      keys.push(flags!.startsWith("K"));
+    times.push(Number(pts === "N/A" ? dts : pts));
+    sizes.push(bytes);
+    keys.push(flags!.startsWith("K"));
     videoBytes += bytes;
   }
   // Elementary streams (.h264, .m2v) carry no timestamps: packets are then spread evenly.
@@ -199,7 +199,10 @@ export function rateRatio(
     times.forEach((_, i) => times[i] = (i / times.length) * duration);
   }
   let first = Infinity, last = -Infinity;
-  for (const time of times) [first, last] = [Math.min(first, time), Math.max(last, time)];
+  for (const time of times) {
+    first = Math.min(first, time);
+    last = Math.max(last, time);
+  }
   const skipKeys = keys.includes(false);
   let all = 0, sampled = 0;
   for (let i = 0; i < times.length; i++) {
