@@ -1,5 +1,6 @@
 /** Shared pieces of the benchmarks: argument parsing, scratch space, report sections. */
 import { parseArgs } from "node:util";
+import { hasLibvmaf } from "../src/media/vmaf.ts";
 
 /** Flags every bench accepts. */
 export interface BenchFlags {
@@ -64,4 +65,40 @@ export async function machineLine(): Promise<string> {
 
 export function geomean(values: number[]): number {
   return Math.exp(values.reduce((sum, v) => sum + Math.log(v), 0) / values.length);
+}
+
+/** The `--vmaf-ffmpeg` path (or env MMP_VMAF_FFMPEG) when it has libvmaf; else says so and exits. */
+export async function requireVmafFfmpeg(flag: string | undefined, bench: string): Promise<string> {
+  const path = flag ?? Deno.env.get("MMP_VMAF_FFMPEG");
+  if (!path || !await hasLibvmaf(path)) {
+    console.error(`${bench}: needs an ffmpeg with libvmaf (--vmaf-ffmpeg PATH)`);
+    Deno.exit(2);
+  }
+  return path;
+}
+
+/** One encode of a CRF sweep. */
+export interface SweepPoint {
+  crf: number;
+  vmaf: number;
+  bytes: number;
+}
+
+/**
+ * Where a CRF sweep's VMAF falls through `vmaf`: the points either side, how far between them
+ * (`t`, 0..1) and the size there, interpolated on log size; undefined if it never does.
+ */
+export function vmafCrossing<P extends SweepPoint>(
+  points: P[],
+  vmaf: number,
+): { a: P; b: P; t: number; bytes: number } | undefined {
+  const sorted = [...points].sort((a, b) => a.crf - b.crf);
+  for (let i = 0; i + 1 < sorted.length; i++) {
+    const [a, b] = [sorted[i]!, sorted[i + 1]!];
+    if (a.vmaf >= vmaf && b.vmaf < vmaf) {
+      const t = (a.vmaf - vmaf) / (a.vmaf - b.vmaf);
+      return { a, b, t, bytes: a.bytes * (b.bytes / a.bytes) ** t };
+    }
+  }
+  return undefined;
 }

@@ -10,9 +10,9 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { probe } from "../src/media/probe.ts";
-import { hasLibvmaf, measureVmaf } from "../src/media/vmaf.ts";
+import { measureVmaf } from "../src/media/vmaf.ts";
 import { corpusClips } from "./corpus.ts";
-import { ffmpeg, scratch } from "./_common.ts";
+import { ffmpeg, requireVmafFfmpeg, scratch, type SweepPoint, vmafCrossing } from "./_common.ts";
 
 /** The options measured, as extra ffmpeg arguments after `-c:v libsvtav1 -preset 10 -crf N`. */
 const OPTIONS: Record<string, string[]> = {
@@ -24,22 +24,8 @@ const OPTIONS: Record<string, string[]> = {
 const CRFS = [28, 35, 42];
 const SECONDS = 8;
 
-interface Point {
-  vmaf: number;
-  bytes: number;
+interface Point extends SweepPoint {
   seconds: number;
-}
-
-/** Size of the `plain` curve at `vmaf`, interpolated on log size; NaN outside its range. */
-export function sizeAt(plain: Point[], vmaf: number): number {
-  const sorted = [...plain].sort((a, b) => a.vmaf - b.vmaf);
-  for (let i = 0; i + 1 < sorted.length; i++) {
-    const [a, b] = [sorted[i]!, sorted[i + 1]!];
-    if (vmaf < a.vmaf || vmaf > b.vmaf) continue;
-    const t = (vmaf - a.vmaf) / (b.vmaf - a.vmaf);
-    return Math.exp(Math.log(a.bytes) + t * (Math.log(b.bytes) - Math.log(a.bytes)));
-  }
-  return NaN;
 }
 
 async function curve(reference: string, extra: string[], dir: string, vmaf: string) {
@@ -63,7 +49,7 @@ async function curve(reference: string, extra: string[], dir: string, vmaf: stri
       subsample: 2,
     });
     await Deno.remove(out);
-    points.push({ vmaf: scores.vmaf, bytes, seconds });
+    points.push({ crf, vmaf: scores.vmaf, bytes, seconds });
   }
   return points;
 }
@@ -81,11 +67,7 @@ if (import.meta.main) {
     options: { only: { type: "string" }, "vmaf-ffmpeg": { type: "string" } },
     strict: true,
   });
-  const vmaf = values["vmaf-ffmpeg"] ?? Deno.env.get("MMP_VMAF_FFMPEG");
-  if (!vmaf || !await hasLibvmaf(vmaf)) {
-    console.error("bench:av1-options needs an ffmpeg with libvmaf: --vmaf-ffmpeg PATH");
-    Deno.exit(2);
-  }
+  const vmaf = await requireVmafFfmpeg(values["vmaf-ffmpeg"], "bench:av1-options");
   const only = values.only?.split(",");
   const clips = (await corpusClips()).filter((c) => !only || only.some((n) => c.name.includes(n)));
   await using dir = await scratch();
@@ -98,7 +80,8 @@ if (import.meta.main) {
     const plainSeconds = plain.reduce((sum, p) => sum + p.seconds, 0);
     for (const [name, extra] of Object.entries(OPTIONS)) {
       const points = await curve(reference, extra, dir.path, vmaf);
-      const sizes = points.map((p) => p.bytes / sizeAt(plain, p.vmaf));
+      // Where the plain curve reaches the same VMAF; NaN (left out) beyond its ends.
+      const sizes = points.map((p) => p.bytes / (vmafCrossing(plain, p.vmaf)?.bytes ?? NaN));
       const time = points.reduce((sum, p) => sum + p.seconds, 0) / plainSeconds;
       console.log(
         `| ${clip.name} | ${name} | ${range(sizes)} | ${time.toFixed(2)}× | ` +

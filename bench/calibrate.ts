@@ -17,9 +17,9 @@ import { ENCODERS } from "../src/media/encoders.ts";
 import { ssimDb } from "../src/media/metric.ts";
 import { probe } from "../src/media/probe.ts";
 import { measureSsim } from "../src/media/ssim.ts";
-import { hasLibvmaf, measureVmaf } from "../src/media/vmaf.ts";
+import { measureVmaf } from "../src/media/vmaf.ts";
 import { corpusClips } from "./corpus.ts";
-import { ffmpeg, scratch } from "./_common.ts";
+import { ffmpeg, requireVmafFfmpeg, scratch, type SweepPoint, vmafCrossing } from "./_common.ts";
 
 /** CRFs tried per codec, around where each matches x264's default on the corpus. */
 const SWEEPS: Record<string, { preset: string; crfs: number[] }> = {
@@ -27,11 +27,8 @@ const SWEEPS: Record<string, { preset: string; crfs: number[] }> = {
   hevc: { preset: "fast", crfs: [20, 24, 28, 32] },
 };
 
-interface Point {
-  crf: number;
+interface Point extends SweepPoint {
   ssimDb: number;
-  vmaf: number;
-  bytes: number;
 }
 
 /** The engine's samples of `path`, losslessly (FFV1), as compress cuts them. */
@@ -77,18 +74,10 @@ async function point(
  * undefined if it never does.
  */
 function atVmaf(points: Point[], vmaf: number): { ssimDb: number; bytes: number } | undefined {
-  const sorted = [...points].sort((a, b) => a.crf - b.crf);
-  for (let i = 0; i + 1 < sorted.length; i++) {
-    const [a, b] = [sorted[i]!, sorted[i + 1]!];
-    if (a.vmaf >= vmaf && b.vmaf < vmaf) {
-      const t = (a.vmaf - vmaf) / (a.vmaf - b.vmaf);
-      return {
-        ssimDb: a.ssimDb + t * (b.ssimDb - a.ssimDb),
-        bytes: a.bytes * (b.bytes / a.bytes) ** t,
-      };
-    }
-  }
-  return undefined;
+  const crossing = vmafCrossing(points, vmaf);
+  if (!crossing) return undefined;
+  const { a, b, t, bytes } = crossing;
+  return { ssimDb: a.ssimDb + t * (b.ssimDb - a.ssimDb), bytes };
 }
 
 if (import.meta.main) {
@@ -105,11 +94,7 @@ if (import.meta.main) {
     const [codec, preset] = item.split(":");
     if (codec && preset && SWEEPS[codec]) SWEEPS[codec]!.preset = preset;
   }
-  const vmafFfmpeg = values["vmaf-ffmpeg"] ?? Deno.env.get("MMP_VMAF_FFMPEG");
-  if (!vmafFfmpeg || !await hasLibvmaf(vmafFfmpeg)) {
-    console.error("calibrate: needs an ffmpeg with libvmaf (--vmaf-ffmpeg PATH)");
-    Deno.exit(2);
-  }
+  const vmafFfmpeg = await requireVmafFfmpeg(values["vmaf-ffmpeg"], "calibrate");
   const only = values.only?.split(",");
   const clips = (await corpusClips()).filter((c) => !only || only.some((o) => c.name.includes(o)));
   await using dir = await scratch();
