@@ -74,6 +74,13 @@ interface QueuedJob {
   abort(reason: unknown): void;
 }
 
+/**
+ * Threads every job needs first: it probes its upload (one ffprobe, src/jobs/process.ts) before
+ * anything else, so a head of the line whose cost does not fit the lent threads can still start on
+ * one of them.
+ */
+const PRELUDE_THREADS = 1;
+
 /** A running job's share of the budget. */
 interface Share {
   /** Threads charged to it. */
@@ -97,8 +104,12 @@ export interface JobQueueOptions {
  * uses (an MP3 one, an x264 encode every core), and the next job starts when its cost fits beside
  * the running ones. A running job in a phase that keeps fewer threads busy (compress measuring a
  * probe) lends the rest: the first waiting job that fits in them starts, even past a head that
- * does not fit. Lent threads end with their lender, so the head waits at most for the borrowers
- * then running: a large job cannot starve.
+ * does not fit; if none fits, the head starts on them all the same, since its first phase (the
+ * probe of its upload) takes one thread. A borrower runs to its end and oversubscribes the
+ * lender's later phases: a compress beside a compress, each measuring its probes slower and
+ * keeping its time budget with faster settings, rather than a thread left idle. Lent threads end
+ * with their lender, so the head waits at most for the borrowers then running: a large job cannot
+ * starve.
  *
  * @example
  * ```ts
@@ -223,7 +234,8 @@ export class JobQueue {
         continue;
       }
       const lent = this.#lent();
-      const borrower = this.#waiting.find((job) => this.#cost(job) <= lent);
+      const borrower = this.#waiting.find((job) => this.#cost(job) <= lent) ??
+        (lent >= PRELUDE_THREADS ? head : undefined);
       if (!borrower) break;
       this.#start(borrower, true);
     }

@@ -8,6 +8,24 @@ function held(id: string) {
   return { job, finish: () => gate.resolve() };
 }
 
+/** Finishes a held job and lets the queue react. */
+async function finishAndSettle(entry: { job: Job<void>; finish: () => void }) {
+  entry.finish();
+  await entry.job.done;
+  await Promise.resolve();
+}
+
+/** An all-core job that hands out its `useThreads` once started, then waits to be finished. */
+function lender(id: string) {
+  const phase = Promise.withResolvers<(threads?: number) => void>();
+  const gate = Promise.withResolvers<void>();
+  const job = new Job(id, async (_signal, _progress, useThreads) => {
+    phase.resolve(useThreads);
+    await gate.promise;
+  });
+  return { job, useThreads: phase.promise, finish: () => gate.resolve() };
+}
+
 Deno.test("the CPU budget runs two one-thread jobs at once on 2 cores, an all-core job alone", async () => {
   const queue = new JobQueue({ cpus: 2 });
   const mp3a = held("a");
@@ -61,17 +79,12 @@ Deno.test("--jobs caps the count within the budget, and threads are capped to th
 
 Deno.test("a job in a one-thread phase lends its other threads to the first job that fits", async () => {
   const queue = new JobQueue({ cpus: 2 });
-  const phase = Promise.withResolvers<(threads?: number) => void>();
-  const gate = Promise.withResolvers<void>();
-  const compress = new Job("c", async (_signal, _progress, useThreads) => {
-    phase.resolve(useThreads);
-    await gate.promise;
-  });
+  const compress = lender("c");
   const next = held("n"); // all-core, undeclared: the head of the line
   const mp3 = held("m");
   queue.declareThreads("m", 1);
-  for (const job of [compress, next.job, mp3.job]) queue.submit(job);
-  const useThreads = await phase.promise;
+  for (const job of [compress.job, next.job, mp3.job]) queue.submit(job);
+  const useThreads = await compress.useThreads;
   assert.deepEqual(queue.size, { running: 1, waiting: 2 });
   useThreads(1);
   // The MP3 borrows the lent thread, past the all-core job at the head.
@@ -80,15 +93,36 @@ Deno.test("a job in a one-thread phase lends its other threads to the first job 
   assert.equal(queue.usedThreads, 2);
   useThreads();
   assert.equal(queue.usedThreads, 3); // the borrower overlaps the lender's next phase
-  gate.resolve();
-  await compress.done;
-  await Promise.resolve();
+  await finishAndSettle(compress);
   // The lender is gone: the head waits for the borrower, and nothing else borrows.
   assert.equal(next.job.state, "queued");
-  mp3.finish();
-  await mp3.job.done;
-  await Promise.resolve();
+  await finishAndSettle(mp3);
   assert.equal(next.job.state, "running");
   next.finish();
+  await queue.idle();
+});
+
+Deno.test("a head that does not fit the lent threads still starts on one, where its probe runs", async () => {
+  const queue = new JobQueue({ cpus: 2 });
+  const first = lender("c1");
+  const second = held("c2"); // all-core too: it cannot fit one lent thread
+  const mp3 = held("m");
+  queue.declareThreads("m", 1);
+  for (const job of [first.job, second.job]) queue.submit(job);
+  const useThreads = await first.useThreads;
+  useThreads(1);
+  // No waiting job fits one thread, but the head starts on it; a job arriving later waits.
+  assert.equal(second.job.state, "running");
+  assert.equal(queue.borrowers, 1);
+  queue.submit(mp3.job);
+  assert.equal(mp3.job.state, "queued");
+  useThreads();
+  assert.equal(queue.usedThreads, 4); // two all-core jobs oversubscribe rather than idle
+  await finishAndSettle(first);
+  // The borrower runs on alone, lends nothing, and the MP3 waits for it.
+  assert.equal(mp3.job.state, "queued");
+  await finishAndSettle(second);
+  assert.equal(mp3.job.state, "running");
+  mp3.finish();
   await queue.idle();
 });
