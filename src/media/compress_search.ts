@@ -46,15 +46,25 @@ export interface Probe {
   path?: string;
 }
 
+/** ffprobe's view of the samples, and what follows from it. */
+export interface SampleDetails {
+  info: MediaInfo;
+  /** Keyframes a full encode places in as much video as the samples hold. */
+  keyframes: number;
+}
+
 /** The lossless sample file, its media seconds, and ffprobe's view of it. */
 export interface Samples {
   path: string;
   seconds: number;
-  info: MediaInfo;
+  /**
+   * ffprobe's reading of the samples, made once, when the first probe is measured: it then runs
+   * beside that probe's packet count instead of before its encode (a process start of Debian's
+   * ffmpeg is ~0.15 s of loading, on the job's critical path otherwise).
+   */
+  details: () => Promise<SampleDetails>;
   /** How many pieces were joined: each starts with a keyframe the encoder had to place. */
   pieces: number;
-  /** Keyframes a full encode places in as much video as the samples hold. */
-  keyframes: number;
   /** Whether the samples are the whole video, from its start. */
   whole: boolean;
   /**
@@ -134,18 +144,19 @@ export async function extractSamples(ctx: JobContext): Promise<Samples> {
     ], { ffmpeg: ctx.tools.ffmpeg, signal: ctx.signal }),
     whole ? undefined : sampledRates(ctx, starts, length),
   ]);
-  ctx.useThreads?.(1);
-  const info = await probe(path, { ffprobe: ctx.tools.ffprobe, signal: ctx.signal })
-    .finally(() => ctx.useThreads?.());
   const seconds = starts.length * length;
   const duration = Math.max(ctx.info.duration, seconds);
-  const fullEncodeKeyframes = Math.max(1, (duration * (info.video?.frameRate ?? 25)) / GOP_FRAMES);
+  let described: Promise<SampleDetails> | undefined;
+  const details = () =>
+    described ??= probe(path, { ffprobe: ctx.tools.ffprobe, signal: ctx.signal }).then((info) => {
+      const keyframes = Math.max(1, (duration * (info.video?.frameRate ?? 25)) / GOP_FRAMES);
+      return { info, keyframes: (keyframes * seconds) / duration };
+    });
   return {
     path,
     seconds,
-    info,
+    details,
     pieces: starts.length,
-    keyframes: (fullEncodeKeyframes * seconds) / duration,
     whole,
     inputRateRatio: rates?.ratio ?? 1,
     ...(rates?.videoBytes ? { inputVideoBytes: rates.videoBytes } : {}),
@@ -270,7 +281,7 @@ export class Search {
     // borrower may overlap the next encode a little; the CPU idles less).
     this.#ctx.useThreads?.(1);
     const [score, bytes] = await Promise.all([
-      scored ? this.metric.score(path, this.#samples.path, this.#scoreOptions()) : NaN,
+      scored ? this.#measure(path) : NaN,
       this.#sizeAsInFullEncode(path),
     ]).finally(() => this.#ctx.useThreads?.());
     const speed = this.#samples.seconds / Math.max(seconds, 0.001);
@@ -289,8 +300,7 @@ export class Search {
     if (path === undefined) return;
     this.#unscored.delete(probe);
     this.#ctx.useThreads?.(1);
-    probe.score = await this.metric.score(path, this.#samples.path, this.#scoreOptions())
-      .finally(() => this.#ctx.useThreads?.());
+    probe.score = await this.#measure(path).finally(() => this.#ctx.useThreads?.());
     await this.#done(path);
   }
 
@@ -299,17 +309,18 @@ export class Search {
     if (!this.#extraArgs) await Deno.remove(path);
   }
 
-  #scoreOptions() {
-    const video = this.#samples.info.video!;
+  /** The search metric's score of the encode at `path` against the samples. */
+  async #measure(path: string): Promise<number> {
+    const video = (await this.#samples.details()).info.video!;
     const frameRate = video.frameRate ?? 25;
-    return {
+    return await this.metric.score(path, this.#samples.path, {
       frameRate,
       width: video.width!,
       height: video.height!,
       frames: this.#samples.seconds * frameRate,
       logPath: this.#ctx.files.path(`vmaf-${this.probes.length}.json`),
       signal: this.#ctx.signal,
-    };
+    });
   }
 
   /**
@@ -319,10 +330,10 @@ export class Search {
    */
   async #sizeAsInFullEncode(path: string): Promise<number> {
     // deno-fmt-ignore
-    const packets = await runForOutput(this.#ctx.tools.ffprobe, [
+    const [packets, details] = await Promise.all([runForOutput(this.#ctx.tools.ffprobe, [
       "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags", "-of", "csv=p=0",
       ...inputArgs(path),
-    ], this.#ctx.signal);
+    ], this.#ctx.signal), this.#samples.details()]);
     let key = 0, keys = 0, other = 0;
     for (const line of packets.split("\n")) {
       const [size, flags] = line.split(",");
@@ -334,7 +345,7 @@ export class Search {
     }
     if (keys === 0) return other;
     const sceneCuts = Math.max(0, keys - this.#samples.pieces);
-    return Math.round(other + (key / keys) * (sceneCuts + this.#samples.keyframes));
+    return Math.round(other + (key / keys) * (sceneCuts + details.keyframes));
   }
 
   /** A lane's probes, by CRF. */
