@@ -261,3 +261,25 @@ Deno.test("compress crops an odd-sided video to even sides instead of failing", 
   assert.equal(result.stats.metric, "ssim");
   assert.ok(ssim >= Number(result.stats.target_score) - 0.005, `${ssim}`);
 });
+
+Deno.test("a WebM whose own codecs miss the time budget comes back as H.264 in Matroska", async () => {
+  await using dir = await tempDir();
+  // 1× ffmpeg's default encode: the samples and the anchor take it all, AV1 gets no probe.
+  await using srv = await startServer({ compressBudget: 1 });
+  const input = await makeMedia(join(dir.path, "wasteful.webm"), {
+    duration: 3,
+    codecArgs: [
+      ...["-vf", "noise=alls=8:allf=t", "-c:v", "libvpx", "-b:v", "4M", "-deadline", "realtime"],
+      ...["-c:a", "libopus"],
+    ],
+  });
+  const output = join(dir.path, "wasteful-small.mkv");
+  const result = await compressJob(srv, input, output);
+  assert.equal(result.stats.kept_input, false, String(result.stats.reason));
+  assert.equal(result.mediaType, "mkv");
+  assert.ok(!(result.stats.probes as { codec: string }[]).some((p) => p.codec === "av1"));
+  const info = await probeFile(output);
+  assert.deepEqual([info.video?.codec, info.audio?.codec], ["h264", "opus"]);
+  assert.equal(await frameCount(output), await frameCount(input));
+  assert.ok(result.size < (await Deno.stat(input)).size / 2);
+});

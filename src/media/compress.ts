@@ -428,10 +428,16 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     input_rate_ratio: round(samples.inputRateRatio, 3),
     budget_seconds: round(budget.limit / PLANNING_SHARE, 2),
   });
-  const pick = choices.reduce<Choice | undefined>(
+  let pick = choices.reduce<Choice | undefined>(
     (a, b) => (!a || b.bytes < a.bytes ? b : a),
     undefined,
   );
+  if (!pick && !request.codec && !request.format && !container.video!.copy.includes("h264")) {
+    // A WebM upload whose own codecs did not fit the time budget: the anchor, in Matroska, as
+    // when WebM has no encoder here at all. Kept only if it beats the input, below.
+    container = OUTPUT_FORMATS.get("mkv")!;
+    pick = job.anchor;
+  }
   if (!pick) {
     // A codec override, or a container that takes no H.264 (WebM): the anchor is no choice there.
     const reason = request.codec
