@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { runJob } from "../src/client/client.ts";
+import { packetsFromCsv, packetsFromFramecrc } from "../src/media/compress_search.ts";
+import { runForOutput } from "../src/media/ffmpeg.ts";
 import { measureSsim } from "../src/media/ssim.ts";
+import { measureVmaf } from "../src/media/vmaf.ts";
 import {
   ffmpeg,
   join,
@@ -282,4 +285,30 @@ Deno.test("a WebM whose own codecs miss the time budget comes back as H.264 in M
   assert.deepEqual([info.video?.codec, info.audio?.codec], ["h264", "opus"]);
   assert.equal(await frameCount(output), await frameCount(input));
   assert.ok(result.size < (await Deno.stat(input)).size / 2);
+});
+
+Deno.test("a scoring pass lists the encode's packets as ffprobe does, SSIM and VMAF", async () => {
+  await using dir = await tempDir();
+  const reference = await noisyClip(dir.path, "reference.mkv", 2);
+  const encodes = [
+    ["x264.mkv", "-c:v", "libx264", "-bf", "3", "-g", "12", "-crf", "30"],
+    ["av1.mkv", "-c:v", "libsvtav1", "-preset", "12", "-g", "20", "-crf", "40"],
+  ];
+  for (const [name, ...args] of encodes) {
+    const encode = join(dir.path, name!);
+    await ffmpeg(["-i", reference, "-an", ...args, encode]);
+    // deno-fmt-ignore
+    const csv = await runForOutput("ffprobe", ["-v", "error", "-select_streams", "v:0",
+      "-show_entries", "packet=size,flags", "-of", "csv=p=0", encode]);
+    const expected = packetsFromCsv(csv);
+    assert.ok(expected.filter((p) => p.keyframe).length >= 2, name);
+    const packetLog = join(dir.path, `${name}.framecrc`);
+    await measureSsim(encode, reference, { ...SSIM, packetLog });
+    assert.deepEqual(packetsFromFramecrc(await Deno.readTextFile(packetLog)), expected, name);
+    if (vmaf) {
+      await Deno.remove(packetLog);
+      await measureVmaf(encode, reference, { ...SSIM, ffmpeg: vmaf, packetLog });
+      assert.deepEqual(packetsFromFramecrc(await Deno.readTextFile(packetLog)), expected, name);
+    }
+  }
 });

@@ -76,6 +76,34 @@ export interface Samples {
   inputVideoBytes?: number;
 }
 
+/** One packet of an encode: its size in bytes and whether it is a keyframe. */
+export interface Packet {
+  size: number;
+  keyframe: boolean;
+}
+
+/** Packets from ffprobe's `-show_entries packet=size,flags -of csv=p=0` (flags `K_`, `__`, …). */
+export function packetsFromCsv(csv: string): Packet[] {
+  return csv.split("\n").filter((line) => line.trim() !== "").map((line) => {
+    const [size, flags] = line.split(",");
+    return { size: Number(size), keyframe: flags?.startsWith("K") ?? false };
+  });
+}
+
+/**
+ * Packets from ffmpeg's `framecrc` muxer: `stream, dts, pts, duration, size, crc[, F=0xFLAGS]`
+ * after `#` header lines; the flags are printed only where they differ from a plain keyframe.
+ */
+export function packetsFromFramecrc(text: string): Packet[] {
+  return text.split("\n").filter((line) => line.trim() !== "" && !line.startsWith("#"))
+    .map((line) => {
+      const fields = line.split(",").map((field) => field.trim());
+      const flags = fields.find((field) => field.startsWith("F="));
+      const keyframe = flags === undefined || (parseInt(flags.slice(2), 16) & 1) === 1;
+      return { size: Number(fields[4]), keyframe };
+    });
+}
+
 /** Keyframe interval of the candidates (SVT-AV1 `-g 240`; x264 uses 250), in frames. */
 const GOP_FRAMES = 240;
 
@@ -280,10 +308,8 @@ export class Search {
     // they run side by side, and the job lends its other threads to the queue meanwhile (a
     // borrower may overlap the next encode a little; the CPU idles less).
     this.#ctx.useThreads?.(1);
-    const [score, bytes] = await Promise.all([
-      scored ? this.#measure(path) : NaN,
-      this.#sizeAsInFullEncode(path),
-    ]).finally(() => this.#ctx.useThreads?.());
+    const [score, bytes] = await this.#measureWithSize(path, scored)
+      .finally(() => this.#ctx.useThreads?.());
     const speed = this.#samples.seconds / Math.max(seconds, 0.001);
     const result: Probe = { codec: encoder.codec, crf, preset, score, bytes, speed };
     if (this.#extraArgs) result.path = path;
@@ -310,7 +336,7 @@ export class Search {
   }
 
   /** The search metric's score of the encode at `path` against the samples. */
-  async #measure(path: string): Promise<number> {
+  async #measure(path: string, packetLog?: string): Promise<number> {
     const video = (await this.#samples.details()).info.video!;
     const frameRate = video.frameRate ?? 25;
     return await this.metric.score(path, this.#samples.path, {
@@ -320,7 +346,32 @@ export class Search {
       frames: this.#samples.seconds * frameRate,
       logPath: this.#ctx.files.path(`vmaf-${this.probes.length}.json`),
       signal: this.#ctx.signal,
+      ...(packetLog ? { packetLog } : {}),
     });
+  }
+
+  /**
+   * The probe's score (NaN unless `scored`) and its size as in a full encode. A scored probe's
+   * packets come from the scoring pass itself; an unscored one's from ffprobe, whose time is
+   * mostly its start-up.
+   */
+  async #measureWithSize(path: string, scored: boolean): Promise<[number, number]> {
+    if (!scored) {
+      // deno-fmt-ignore
+      const [csv] = await Promise.all([runForOutput(this.#ctx.tools.ffprobe, [
+        "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags",
+        "-of", "csv=p=0", ...inputArgs(path),
+      ], this.#ctx.signal), this.#samples.details()]);
+      return [NaN, await this.#sizeAsInFullEncode(packetsFromCsv(csv))];
+    }
+    const log = `${path}.framecrc`;
+    try {
+      const score = await this.#measure(path, log);
+      const packets = packetsFromFramecrc(await Deno.readTextFile(log));
+      return [score, await this.#sizeAsInFullEncode(packets)];
+    } finally {
+      await Deno.remove(log).catch(() => {});
+    }
   }
 
   /**
@@ -328,24 +379,18 @@ export class Search {
    * starts with a forced keyframe, which in 2 s pieces would weigh several times more than in the
    * video, and more for some encoders than for others. Other keyframes (scene cuts) count in full.
    */
-  async #sizeAsInFullEncode(path: string): Promise<number> {
-    // deno-fmt-ignore
-    const [packets, details] = await Promise.all([runForOutput(this.#ctx.tools.ffprobe, [
-      "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags", "-of", "csv=p=0",
-      ...inputArgs(path),
-    ], this.#ctx.signal), this.#samples.details()]);
+  async #sizeAsInFullEncode(packets: Packet[]): Promise<number> {
     let key = 0, keys = 0, other = 0;
-    for (const line of packets.split("\n")) {
-      const [size, flags] = line.split(",");
-      if (!size) continue;
-      if (flags?.startsWith("K")) {
-        key += Number(size);
+    for (const { size, keyframe } of packets) {
+      if (keyframe) {
+        key += size;
         keys++;
-      } else other += Number(size);
+      } else other += size;
     }
     if (keys === 0) return other;
     const sceneCuts = Math.max(0, keys - this.#samples.pieces);
-    return Math.round(other + (key / keys) * (sceneCuts + details.keyframes));
+    const { keyframes } = await this.#samples.details();
+    return Math.round(other + (key / keys) * (sceneCuts + keyframes));
   }
 
   /** A lane's probes, by CRF. */

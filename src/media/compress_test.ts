@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { rateRatio, samplePlan } from "./compress_search.ts";
+import { packetsFromCsv, packetsFromFramecrc, rateRatio, samplePlan } from "./compress_search.ts";
 import { ssimDb } from "./metric.ts";
 
 Deno.test("samplePlan: short videos whole, then a fifth of them, capped at 8 s", () => {
@@ -54,4 +54,25 @@ Deno.test("rateRatio: elementary streams without timestamps, clamps and nothing 
   assert.equal(rateRatio(packets([10, 1, 1, 1, 1000, 1000, 1, 1, 1, 1]), plan, 10).ratio, 2);
   assert.deepEqual(rateRatio("", plan, 10), { ratio: 1, videoBytes: 0 });
   assert.equal(rateRatio(packets([10, 10, 10]), plan, 10).ratio, 1);
+});
+
+Deno.test("packet lists from ffprobe's CSV and from the scoring pass's framecrc agree", () => {
+  const csv = "11317,K_\n17862,__\n3,__\n2166,K_D\n";
+  const framecrc = [
+    "#tb 0: 1/1000",
+    "#codec_id 0: av1",
+    "0,          0,          0,       40,    11317, 0x9b710464",
+    "0,         40,         40,       40,    17862, 0x0183b50e, F=0x0",
+    "0,         80,         80,       40,        3, 0x01380103, F=0x0",
+    "0,        120,        120,       40,     2166, 0xc9403c2e, F=0x5", // key and discard
+    "",
+  ].join("\n");
+  const expected = [
+    { size: 11317, keyframe: true },
+    { size: 17862, keyframe: false },
+    { size: 3, keyframe: false },
+    { size: 2166, keyframe: true },
+  ];
+  assert.deepEqual(packetsFromCsv(csv), expected);
+  assert.deepEqual(packetsFromFramecrc(framecrc), expected);
 });

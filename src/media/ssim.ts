@@ -14,6 +14,17 @@ export interface SsimOptions {
    * and format allow-list); default `-i file:REFERENCE`.
    */
   referenceArgs?: string[];
+  /**
+   * Also writes the distorted video's packets (sizes and keyframe flags, ffmpeg's `framecrc`) to
+   * this file, read in the same pass: one ffprobe process fewer per scored encode.
+   */
+  packetLog?: string;
+}
+
+/** The scoring command's second output: the distorted video's packets, copied to `framecrc`. */
+export function packetLogArgs(options: SsimOptions): string[] {
+  if (options.packetLog === undefined) return [];
+  return ["-map", "0:v:0", "-c", "copy", "-f", "framecrc", `file:${options.packetLog}`];
 }
 
 /** The input options of both videos: frames get timestamps where the container has none. */
@@ -66,6 +77,7 @@ export async function measureSsim(
       "-f",
       "null",
       "-",
+      ...packetLogArgs(options),
     ],
     stdin: "null",
     stdout: "null",

@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { FfmpegError, hasLibvmaf, toolCommand } from "./ffmpeg.ts";
-import { alignmentGraph, scoredInputs, type SsimOptions } from "./ssim.ts";
+import { alignmentGraph, packetLogArgs, scoredInputs, type SsimOptions } from "./ssim.ts";
 
 /** The VMAF models scored: the standard one and the "no enhancement gain" one. */
 export const VMAF_MODELS = { vmaf: "vmaf_v0.6.1", vmafNeg: "vmaf_v0.6.1neg" } as const;
@@ -50,7 +50,7 @@ export async function measureVmaf(
     `:n_subsample=${Math.max(1, Math.round(options.subsample ?? 1))}`;
   const { success, code, stderr } = await toolCommand(options.ffmpeg, {
     // deno-fmt-ignore
-    args: ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", ...scoredInputs(distorted, reference, options), "-lavfi", alignmentGraph(options, metric), "-f", "null", "-"],
+    args: ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", ...scoredInputs(distorted, reference, options), "-lavfi", alignmentGraph(options, metric), "-f", "null", "-", ...packetLogArgs(options)],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
