@@ -87,7 +87,7 @@ interface Share {
   cost: number;
   /** Threads it keeps busy now (≤ cost); the rest are lent. */
   using: number;
-  /** Started on threads another job lent: it lends none itself. */
+  /** Started on threads another job lent: it lends none itself until its cost fits the budget. */
   borrowing: boolean;
 }
 
@@ -248,13 +248,26 @@ export class JobQueue {
     const share: Share = { cost, using: cost, borrowing };
     this.#running.set(job, share);
     const useThreads: UseThreads = (threads) => {
-      if (borrowing || this.#running.get(job) !== share) return;
+      if (share.borrowing || this.#running.get(job) !== share) return;
       share.using = Math.min(cost, Math.max(1, Math.ceil(threads ?? cost)));
       this.#pump();
     };
     job.start(useThreads).finally(() => {
       this.#running.delete(job);
+      this.#settleBorrowers();
       this.#pump();
     });
+  }
+
+  /**
+   * Borrowers whose cost fits beside the other jobs' now (their lender ended) run on as jobs of
+   * their own: charged as before, and lending in their one-thread phases like any job.
+   */
+  #settleBorrowers(): void {
+    for (const share of this.#running.values()) {
+      if (!share.borrowing) continue;
+      const charged = this.#sum((other) => other.borrowing ? 0 : other.cost);
+      if (charged + share.cost <= this.cpus) share.borrowing = false;
+    }
   }
 }

@@ -102,10 +102,10 @@ Deno.test("a job in a one-thread phase lends its other threads to the first job 
   await queue.idle();
 });
 
-Deno.test("a head that does not fit the lent threads still starts on one, where its probe runs", async () => {
+Deno.test("a head that does not fit the lent threads starts on one, and lends once its lender ends", async () => {
   const queue = new JobQueue({ cpus: 2 });
   const first = lender("c1");
-  const second = held("c2"); // all-core too: it cannot fit one lent thread
+  const second = lender("c2"); // all-core too: it cannot fit one lent thread
   const mp3 = held("m");
   queue.declareThreads("m", 1);
   for (const job of [first.job, second.job]) queue.submit(job);
@@ -119,10 +119,13 @@ Deno.test("a head that does not fit the lent threads still starts on one, where 
   useThreads();
   assert.equal(queue.usedThreads, 4); // two all-core jobs oversubscribe rather than idle
   await finishAndSettle(first);
-  // The borrower runs on alone, lends nothing, and the MP3 waits for it.
+  // Its lender gone, the borrower is a job of its own: the MP3 waits until it lends a thread.
+  assert.equal(queue.borrowers, 0);
   assert.equal(mp3.job.state, "queued");
-  await finishAndSettle(second);
+  (await second.useThreads)(1);
   assert.equal(mp3.job.state, "running");
+  assert.equal(queue.borrowers, 1);
+  await finishAndSettle(second);
   mp3.finish();
   await queue.idle();
 });
