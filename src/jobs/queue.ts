@@ -108,8 +108,8 @@ export interface JobQueueOptions {
  * probe of its upload) takes one thread. A borrower runs to its end and oversubscribes the
  * lender's later phases: a compress beside a compress, each measuring its probes slower and
  * keeping its time budget with faster settings, rather than a thread left idle. Lent threads end
- * with their lender, so the head waits at most for the borrowers then running: a large job cannot
- * starve.
+ * with their lender (a borrower whose cost then fits runs on as a job of its own, lending in turn),
+ * so the head waits at most for the borrowers then running: a large job cannot starve.
  *
  * @example
  * ```ts
