@@ -296,7 +296,8 @@ export class Search {
       p.codec === encoder.codec && p.crf === crf && p.preset === preset
     );
     if (known) return known;
-    const path = this.#ctx.files.path(`probe-${encoder.codec}-${crf}-${preset}.mkv`);
+    const name = `probe-${encoder.codec}-${crf}-${preset}`;
+    const path = this.#ctx.files.path(`${name}.mkv`);
     const started = performance.now();
     // deno-fmt-ignore
     await runFfmpeg([
@@ -304,11 +305,12 @@ export class Search {
       ...(this.#extraArgs?.(encoder) ?? []), "-fps_mode", "passthrough", "-an", path,
     ], { ffmpeg: this.#ctx.tools.ffmpeg, signal: this.#ctx.signal });
     const seconds = (performance.now() - started) / 1000;
-    // Scoring keeps one to two threads busy and the packet count is mostly ffprobe's start-up:
-    // they run side by side, and the job lends its other threads to the queue meanwhile (a
-    // borrower may overlap the next encode a little; the CPU idles less).
+    // Scoring keeps one to two threads busy, an unscored probe's packet count one: the job lends
+    // its other threads to the queue meanwhile (a borrower may overlap the next encode; the CPU
+    // idles less).
     this.#ctx.useThreads?.(1);
-    const [score, bytes] = await this.#measureWithSize(path, scored)
+    const packetLog = scored ? this.#ctx.files.path(`${name}.framecrc`) : undefined;
+    const [score, bytes] = await this.#measureWithSize(path, packetLog)
       .finally(() => this.#ctx.useThreads?.());
     const speed = this.#samples.seconds / Math.max(seconds, 0.001);
     const result: Probe = { codec: encoder.codec, crf, preset, score, bytes, speed };
@@ -351,12 +353,12 @@ export class Search {
   }
 
   /**
-   * The probe's score (NaN unless `scored`) and its size as in a full encode. A scored probe's
-   * packets come from the scoring pass itself; an unscored one's from ffprobe, whose time is
-   * mostly its start-up.
+   * The probe's score and its size as in a full encode. Scored where a `packetLog` is given: the
+   * scoring pass lists the packets there too. Else (score NaN) ffprobe lists them, in a process
+   * whose time is mostly its start-up.
    */
-  async #measureWithSize(path: string, scored: boolean): Promise<[number, number]> {
-    if (!scored) {
+  async #measureWithSize(path: string, packetLog?: string): Promise<[number, number]> {
+    if (packetLog === undefined) {
       // deno-fmt-ignore
       const [csv] = await Promise.all([runForOutput(this.#ctx.tools.ffprobe, [
         "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags",
@@ -364,13 +366,12 @@ export class Search {
       ], this.#ctx.signal), this.#samples.details()]);
       return [NaN, await this.#sizeAsInFullEncode(packetsFromCsv(csv))];
     }
-    const log = `${path}.framecrc`;
     try {
-      const score = await this.#measure(path, log);
-      const packets = packetsFromFramecrc(await Deno.readTextFile(log));
+      const score = await this.#measure(path, packetLog);
+      const packets = packetsFromFramecrc(await Deno.readTextFile(packetLog));
       return [score, await this.#sizeAsInFullEncode(packets)];
     } finally {
-      await Deno.remove(log).catch(() => {});
+      await Deno.remove(packetLog).catch(() => {});
     }
   }
 
