@@ -439,7 +439,7 @@ async function compressVideo(request: CompressRequest, ctx: JobContext): Promise
     pick = job.anchor;
   }
   if (!pick) {
-    // A codec override, or a container that takes no H.264 (WebM): the anchor is no choice there.
+    // A codec override, or WebM asked for (it takes no H.264): the anchor is no choice there.
     const reason = request.codec
       ? `${request.codec} could not encode this video`
       : `no encoder that ${container.format} takes could encode this video`;

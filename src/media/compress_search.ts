@@ -204,13 +204,24 @@ async function sampledRates(
   starts: number[],
   length: number,
 ): Promise<{ ratio: number; videoBytes: number }> {
-  // deno-fmt-ignore
-  const packets = await runForOutput(ctx.tools.ffprobe, [
-    "-v", "error", "-select_streams", String(ctx.info.video!.index),
-    "-show_entries", "packet=pts_time,dts_time,size,flags", "-of", "csv=p=0",
-    ...inputArgs(ctx.input, ctx.demuxer),
-  ], ctx.signal);
+  const stream = String(ctx.info.video!.index);
+  const fields = "pts_time,dts_time,size,flags";
+  const packets = await packetCsv(ctx, stream, fields, inputArgs(ctx.input, ctx.demuxer));
   return rateRatio(packets, { starts, length }, ctx.info.duration);
+}
+
+/** ffprobe's CSV of one stream's packets, `fields` per line (a demux, no decode). */
+function packetCsv(
+  ctx: JobContext,
+  stream: string,
+  fields: string,
+  input: string[],
+): Promise<string> {
+  // deno-fmt-ignore
+  return runForOutput(ctx.tools.ffprobe, [
+    "-v", "error", "-select_streams", stream, "-show_entries", `packet=${fields}`,
+    "-of", "csv=p=0", ...input,
+  ], ctx.signal);
 }
 
 /**
@@ -359,11 +370,11 @@ export class Search {
    */
   async #measureWithSize(path: string, packetLog?: string): Promise<[number, number]> {
     if (packetLog === undefined) {
-      // deno-fmt-ignore
-      const [csv] = await Promise.all([runForOutput(this.#ctx.tools.ffprobe, [
-        "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags",
-        "-of", "csv=p=0", ...inputArgs(path),
-      ], this.#ctx.signal), this.#samples.details()]);
+      // The samples' own ffprobe (made once) starts here too, beside this one, not after it.
+      const [csv] = await Promise.all([
+        packetCsv(this.#ctx, "v:0", "size,flags", inputArgs(path)),
+        this.#samples.details(),
+      ]);
       return [NaN, await this.#sizeAsInFullEncode(packetsFromCsv(csv))];
     }
     try {
