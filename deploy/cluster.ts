@@ -235,11 +235,17 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const serverStates = async () => parseStates(await haproxyCommand(socket, "show stat"));
     try {
       await waitFor(() => canConnect(port, hostname), 5000, "haproxy");
-      await waitFor(
-        async () => Object.values(await serverStates()).every((state) => state === "UP"),
-        10_000,
-        "every node UP in haproxy",
-      );
+      // HAProxy may listen before its stats socket exists (CI once read ENOENT there): not yet.
+      const allUp = async () => {
+        try {
+          return Object.values(await serverStates()).every((state) => state === "UP");
+        } catch (err) {
+          if (err instanceof Deno.errors.NotFound) return false;
+          if (err instanceof Deno.errors.ConnectionRefused) return false;
+          throw err;
+        }
+      };
+      await waitFor(allUp, 10_000, "every node UP in haproxy");
     } catch (err) {
       throw new Error(`${(err as Error).message}: ${haproxyLog.text}`);
     }
